@@ -1,0 +1,103 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/*
+ * Header hygiene, both ways. Hop-by-hop headers and those a `Connection` header names
+ * belong to one connection and never cross the proxy. Identity and forwarding headers are
+ * wardgate's to set: a client that sends its own `X-Forwarded-User` or `X-Wardgate-*`
+ * must not reach an upstream that trusts them.
+ */
+
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings',
+]);
+
+// Headers a client must never choose: wardgate sets them, or upstream SSO trusts them.
+const SET_BY_WARDGATE = new Set([
+  'host', 'expect', 'forwarded', 'x-real-ip', 'x-request-id', 'x-client-ip',
+  'remote-user', 'x-remote-user', 'x-remote-group', 'x-remote-groups',
+]);
+const SET_BY_WARDGATE_PREFIXES = ['x-wardgate-', 'x-forwarded-', 'x-auth-request-'];
+
+function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  const tokens = new Set<string>();
+  for (const part of Array.isArray(value) ? value : [value]) {
+    for (const token of part.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name) tokens.add(name);
+    }
+  }
+  return tokens;
+}
+
+function isClientControlled(lower: string): boolean {
+  if (SET_BY_WARDGATE.has(lower)) return true;
+  for (const prefix of SET_BY_WARDGATE_PREFIXES) if (lower.startsWith(prefix)) return true;
+  return false;
+}
+
+export interface ForwardingFacts {
+  /** The address of the peer that connected to wardgate. */
+  peerAddress: string;
+  /** Whether that peer is one of the configured trusted proxies. */
+  peerTrusted: boolean;
+  /** `https` when the client connected to wardgate over TLS. */
+  proto: 'http' | 'https';
+  requestId: string;
+  /** The Host header to send upstream, or undefined to use the upstream's own. */
+  upstreamHost: string | undefined;
+  /** The authority the client asked for, reported as X-Forwarded-Host. */
+  authority: string;
+}
+
+/** The header list (flat name/value pairs, as undici takes it) to send upstream. */
+export function upstreamRequestHeaders(
+  rawHeaders: readonly string[],
+  headers: IncomingHttpHeaders,
+  facts: ForwardingFacts,
+): string[] {
+  const named = connectionTokens(headers.connection);
+  const out: string[] = [];
+  let forwardedFor: string | undefined;
+  let forwardedProto: string | undefined;
+  let forwardedHost: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
+    if (isClientControlled(lower)) {
+      if (facts.peerTrusted) {
+        // Only a trusted proxy in front of wardgate may tell us about the original client.
+        if (lower === 'x-forwarded-for') forwardedFor = forwardedFor ? `${forwardedFor}, ${rawHeaders[i + 1]}` : rawHeaders[i + 1];
+        else if (lower === 'x-forwarded-proto') forwardedProto = rawHeaders[i + 1];
+        else if (lower === 'x-forwarded-host') forwardedHost = rawHeaders[i + 1];
+      }
+      continue;
+    }
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  if (facts.upstreamHost !== undefined) out.push('host', facts.upstreamHost);
+  out.push(
+    'x-forwarded-for', forwardedFor ? `${forwardedFor}, ${facts.peerAddress}` : facts.peerAddress,
+    'x-forwarded-proto', forwardedProto === 'http' || forwardedProto === 'https' ? forwardedProto : facts.proto,
+    'x-forwarded-host', forwardedHost ?? facts.authority,
+    'x-request-id', facts.requestId,
+  );
+  return out;
+}
+
+/** The response headers to send the client: hop-by-hop removed, the request id added. */
+export function downstreamResponseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+  requestId: string,
+): OutgoingHttpHeaders {
+  const named = connectionTokens(headers.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-request-id') continue;
+    out[name] = headers[name];
+  }
+  out['x-request-id'] = requestId;
+  return out;
+}

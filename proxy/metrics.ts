@@ -1,0 +1,74 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { VERSION } from './version.js';
+
+/*
+ * Every metric wardgate exports, in one registry per process. Labels stay bounded: route
+ * ids come from config, methods from Node's parser, codes from HTTP; raw paths never.
+ * In worker mode the primary aggregates the workers' registries (see cluster.ts).
+ */
+
+/** The route label of requests that matched no route. */
+export const UNROUTED = 'unrouted';
+
+/** Why forwarding failed, as a bounded label value. */
+export type UpstreamErrorKind =
+  | 'connect_refused' | 'connect_timeout' | 'dns' | 'tls' | 'reset'
+  | 'headers_timeout' | 'body_timeout' | 'other';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = {
+    registry,
+    requests: new Counter({
+      name: 'wardgate_requests_total',
+      help: 'Requests answered, by route, method and status code (499: client went away first).',
+      labelNames: ['route', 'method', 'code'] as const,
+      registers: [registry],
+    }),
+    requestDuration: new Histogram({
+      name: 'wardgate_request_duration_seconds',
+      help: 'Time from request start until the response was finished, by route.',
+      labelNames: ['route'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    upstreamDuration: new Histogram({
+      name: 'wardgate_upstream_duration_seconds',
+      help: 'Time from dispatching upstream until the upstream response headers arrived, by route.',
+      labelNames: ['route'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    upstreamErrors: new Counter({
+      name: 'wardgate_upstream_errors_total',
+      help: 'Failed upstream exchanges, by route and kind.',
+      labelNames: ['route', 'kind'] as const,
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'wardgate_requests_in_flight',
+      help: 'Requests being handled now.',
+      registers: [registry],
+    }),
+    websocketsOpen: new Gauge({
+      name: 'wardgate_websockets_open',
+      help: 'Open proxied WebSocket connections, by route.',
+      labelNames: ['route'] as const,
+      registers: [registry],
+    }),
+  };
+  const buildInfo = new Gauge({
+    name: 'wardgate_build_info',
+    help: 'Always 1; labels say which wardgate and Node.js are running.',
+    labelNames: ['version', 'node'] as const,
+    aggregator: 'first',
+    registers: [registry],
+  });
+  buildInfo.set({ version: VERSION, node: process.version }, 1);
+  return metrics;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
