@@ -17,7 +17,13 @@ export type UpstreamErrorKind =
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-export function createMetrics() {
+/** Live state that gauges read when scraped, so the hot path never touches them. */
+export interface MetricSources {
+  inFlight(): number;
+  websocketsByRoute(): Map<string, number>;
+}
+
+export function createMetrics(sources: MetricSources) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const metrics = {
@@ -48,18 +54,25 @@ export function createMetrics() {
       labelNames: ['route', 'kind'] as const,
       registers: [registry],
     }),
-    inFlight: new Gauge({
-      name: 'wardgate_requests_in_flight',
-      help: 'Requests being handled now.',
-      registers: [registry],
-    }),
-    websocketsOpen: new Gauge({
-      name: 'wardgate_websockets_open',
-      help: 'Open proxied WebSocket connections, by route.',
-      labelNames: ['route'] as const,
-      registers: [registry],
-    }),
   };
+  new Gauge({
+    name: 'wardgate_requests_in_flight',
+    help: 'Requests being handled now.',
+    registers: [registry],
+    collect() {
+      this.set(sources.inFlight());
+    },
+  });
+  new Gauge({
+    name: 'wardgate_websockets_open',
+    help: 'Open proxied WebSocket connections, by route.',
+    labelNames: ['route'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [route, open] of sources.websocketsByRoute()) this.set({ route }, open);
+    },
+  });
   const buildInfo = new Gauge({
     name: 'wardgate_build_info',
     help: 'Always 1; labels say which wardgate and Node.js are running.',

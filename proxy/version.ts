@@ -1,19 +1,26 @@
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-// Read once at start from package.json so build_info and --version never disagree with it.
-const require = createRequire(import.meta.url);
-const pkg = findPackage();
+/*
+ * Where wardgate is installed and which version it is, read from its package.json. The
+ * source tree (proxy/) and the build (dist/proxy/) sit at different depths, so walk up.
+ */
 
-function findPackage(): { version: string } {
-  for (const candidate of ['../package.json', '../../package.json']) {
+function findPackageRoot(): { root: string; version: string } {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < 4; depth++) {
     try {
-      const found = require(candidate) as { name?: string; version?: string };
-      if (found.name === 'wardgate' && typeof found.version === 'string') return { version: found.version };
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'wardgate' && typeof pkg.version === 'string') return { root: dir, version: pkg.version };
     } catch {
-      // Not at this depth: the source tree and dist/ sit at different depths.
+      // No package.json at this depth: keep walking up.
     }
+    dir = dirname(dir);
   }
-  return { version: '0.0.0' };
+  throw new Error('cannot find wardgate package.json above ' + fileURLToPath(import.meta.url));
 }
 
-export const VERSION = pkg.version;
+const found = findPackageRoot();
+export const PACKAGE_ROOT = found.root;
+export const VERSION = found.version;

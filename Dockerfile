@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+
+# Build stage: the TypeScript compiler and the dev dependencies stay here and never
+# reach the image that runs next to patient data.
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+# Dependencies first, so a source change does not redo the install layer.
+COPY package.json package-lock.json ./
+RUN npm ci
+# The whole (.dockerignore'd) tree rather than folder by folder: git keeps no empty
+# folders, so a COPY of a folder that has no files yet (plugins/) would fail a fresh clone.
+COPY . .
+RUN npm run build \
+ && rm -rf dist/test
+
+# Runtime stage.
+FROM node:22-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+# Production dependencies only, and no install scripts: nothing a dependency's package
+# runs at install time ends up in the image.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts \
+ && npm cache clean --force
+# Owned by root and not writable by the process: a compromised wardgate cannot rewrite
+# its own code or the example configs.
+COPY --from=build /app/dist ./dist
+COPY config/*.yaml ./config/
+
+# The image's unprivileged `node` user (uid 1000). Both ports are above 1024, so no
+# capability is needed to bind them.
+USER node
+EXPOSE 8443 9090
+
+# No curl in slim images, so node itself probes the admin listener. 127.0.0.1:9090 is
+# admin.listen in config/hospital.yaml; keep them in step (a 0.0.0.0:9090 admin listener
+# answers on 127.0.0.1 too).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+
+# Exec form: node is PID 1 and receives SIGTERM directly, which wardgate handles by
+# draining for shutdown.drainTimeout (PID 1 gets no default signal handlers, so the CLI
+# must install its own).
+ENTRYPOINT ["node", "dist/proxy/cli.js"]
+# Mount the deployment's config, certificates and keys under /etc/wardgate/.
+CMD ["start", "--config", "/etc/wardgate/wardgate.yaml"]

@@ -1,0 +1,125 @@
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import type { WardgateConfig } from '../config/schema.js';
+import { startAdminServer } from './admin/server.js';
+import { StartupError } from './errors.js';
+import { startGateway, type Gateway } from './gateway.js';
+import type { Logger } from './logger.js';
+
+/*
+ * Worker mode: the primary forks `workers` processes that share the main listeners, and
+ * serves the admin listener itself, aggregating every worker's metrics on each scrape.
+ * Workers that die are replaced; SIGTERM drains every worker before the primary exits.
+ */
+
+type WorkerMessage = { type: 'ready' } | { type: 'failed'; message: string };
+type PrimaryMessage = { type: 'shutdown' };
+
+/** Runs in the primary. Resolves when the cluster has stopped. */
+export async function runPrimary(configFile: string, config: WardgateConfig, logger: Logger, workerArgs: string[]): Promise<void> {
+  // Workers accept connections themselves: the primary's round-robin costs a handle
+  // pass per connection and would make it the bottleneck.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ args: [...workerArgs, configFile], silent: false });
+
+  const aggregator = new AggregatorRegistry();
+  const ready = new Set<Worker>();
+  let draining = false;
+  let started = false;
+
+  let failStart: (err: Error) => void = () => {};
+  let allReady: () => void = () => {};
+  const startup = new Promise<void>((resolve, reject) => {
+    allReady = resolve;
+    failStart = reject;
+  });
+
+  const fork = (): void => {
+    const worker = cluster.fork();
+    worker.on('message', (message: WorkerMessage) => {
+      if (message.type === 'ready') {
+        ready.add(worker);
+        if (ready.size === config.workers && !started) {
+          started = true;
+          allReady();
+        }
+      } else if (message.type === 'failed') {
+        failStart(new StartupError(message.message));
+      }
+    });
+    worker.on('exit', (code, signal) => {
+      ready.delete(worker);
+      if (draining) return;
+      if (!started) {
+        failStart(new StartupError(`worker ${worker.process.pid} exited during start (code ${code}, signal ${signal})`));
+        return;
+      }
+      logger.error({ pid: worker.process.pid, code, signal }, 'worker died; starting a replacement');
+      setTimeout(fork, 500).unref();
+    });
+  };
+
+  const admin = await startAdminServer(config.admin.listen, {
+    metrics: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
+    healthy: () => true,
+    ready: () => !draining && ready.size === config.workers,
+  });
+
+  const stopWorkers = async (): Promise<void> => {
+    draining = true;
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    const exited = Promise.all(workers.map((w) => new Promise<void>((resolve) => {
+      if (w.isDead()) resolve();
+      else w.once('exit', () => resolve());
+    })));
+    for (const w of workers) {
+      if (w.isConnected()) w.send({ type: 'shutdown' } satisfies PrimaryMessage);
+    }
+    // Workers enforce the drain deadline themselves; this only catches one that hangs.
+    const killer = setTimeout(() => workers.forEach((w) => w.process.kill('SIGKILL')), config.shutdown.drainTimeout + 5_000);
+    await exited;
+    clearTimeout(killer);
+    admin.closeAllConnections();
+    await new Promise<void>((resolve) => admin.close(() => resolve()));
+  };
+
+  for (let i = 0; i < config.workers; i++) fork();
+  try {
+    await startup;
+  } catch (err) {
+    await stopWorkers();
+    throw err;
+  }
+  logger.info({ workers: config.workers, admin: `${config.admin.listen.host}:${config.admin.listen.port}` }, 'wardgate started');
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      logger.info({ signal }, 'shutting down');
+      stopWorkers().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** Runs in a worker: serves the main listeners until the primary says stop. */
+export async function runWorker(config: WardgateConfig, logger: Logger, onStop: () => void): Promise<void> {
+  let gateway: Gateway;
+  try {
+    gateway = await startGateway({ config, logger, admin: false });
+  } catch (err) {
+    process.send?.({ type: 'failed', message: (err as Error).message } satisfies WorkerMessage);
+    throw err;
+  }
+  AggregatorRegistry.setRegistries([gateway.metrics.registry]);
+  const stop = (): void => {
+    gateway.shutdown().then(onStop, onStop);
+  };
+  process.on('message', (message: PrimaryMessage) => {
+    if (message.type === 'shutdown') stop();
+  });
+  // A terminal's Ctrl-C reaches every process in the group; drain rather than die.
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.send?.({ type: 'ready' } satisfies WorkerMessage);
+}

@@ -1,0 +1,97 @@
+import type { IncomingMessage } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { Exchange, Response } from '../exchange.js';
+import type { Metrics } from '../metrics.js';
+import { sendRefusal } from '../pages/refusal.js';
+import type { CompiledRoute } from '../routes.js';
+import { downstreamResponseHeaders } from './headers.js';
+import { classifyUpstreamError, isStaleConnection, statusForUpstreamError } from './upstream-error.js';
+
+/*
+ * Forwards one HTTP exchange with undici's `stream`: the request body is read from the
+ * client only as fast as the upstream takes it, and the response is written to the client
+ * only as fast as it drains, so a 1 GiB body in either direction holds flat memory.
+ */
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
+interface Attempt {
+  ex: Exchange;
+  res: Response;
+  route: CompiledRoute;
+  headers: string[];
+  body: IncomingMessage | null;
+  signal: AbortSignal;
+  metrics: Metrics;
+  retried: boolean;
+  sent: number;
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+function onResponseStart({ statusCode, headers, opaque }: Dispatcher.StreamFactoryData<Attempt>): Response {
+  const attempt = opaque;
+  attempt.route.upstreamDuration.observe((performance.now() - attempt.sent) / 1000);
+  attempt.res.writeHead(statusCode, downstreamResponseHeaders(headers, attempt.ex.id));
+  return attempt.res;
+}
+
+function onFinished(attempt: Attempt, err: Error | null): void {
+  if (!err) return;
+  const { ex, res, route } = attempt;
+  if (ex.clientGone) return;
+  const kind = classifyUpstreamError(err);
+  // An upstream may close a keep-alive connection just as we reuse it; a bodiless
+  // idempotent request is safe to send once more on a fresh connection.
+  if (!res.headersSent && !attempt.retried && attempt.body === null && isStaleConnection(kind) && IDEMPOTENT.has(ex.req.method ?? '')) {
+    attempt.retried = true;
+    dispatch(attempt);
+    return;
+  }
+  ex.upstreamError = kind;
+  attempt.metrics.upstreamErrors.inc({ route: route.id, kind });
+  if (res.headersSent) {
+    // Too late for a status: cut the response so the client cannot mistake it for whole.
+    res.destroy(err);
+    return;
+  }
+  const status = statusForUpstreamError(kind);
+  ex.reason = status === 504 ? 'upstream-timeout' : 'upstream-unavailable';
+  sendRefusal(res, { status, reason: ex.reason, requestId: ex.id }, ex.req.headers.accept);
+}
+
+function dispatch(attempt: Attempt): void {
+  const { ex, route } = attempt;
+  const canonical = ex.canonical!;
+  attempt.sent = performance.now();
+  route.upstream.pool.stream<Attempt>(
+    {
+      path: canonical.path + canonical.query,
+      method: canonical.method as Dispatcher.HttpMethod,
+      headers: attempt.headers,
+      body: attempt.body,
+      headersTimeout: route.timeouts.headers,
+      bodyTimeout: route.timeouts.body,
+      signal: attempt.signal,
+      opaque: attempt,
+    },
+    onResponseStart,
+    (err) => onFinished(attempt, err),
+  );
+}
+
+/** Sends the exchange upstream; returns the function that aborts it if the client leaves. */
+export function forwardHttp(ex: Exchange, res: Response, route: CompiledRoute, headers: string[], metrics: Metrics): () => void {
+  const controller = new AbortController();
+  dispatch({
+    ex, res, route, headers, metrics,
+    body: hasBody(ex.req) ? ex.req : null,
+    signal: controller.signal,
+    retried: false,
+    sent: 0,
+  });
+  return () => controller.abort();
+}

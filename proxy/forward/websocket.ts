@@ -1,0 +1,168 @@
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { createProxyServer } from 'http-proxy-3';
+import type { Exchange } from '../exchange.js';
+import type { Metrics } from '../metrics.js';
+import type { CompiledRoute } from '../routes.js';
+import { classifyUpstreamError, statusForUpstreamError } from './upstream-error.js';
+import { FrameBoundaryTracker, closeFrame } from './ws-frames.js';
+import type { UpstreamErrorKind } from '../metrics.js';
+
+/*
+ * WebSocket upgrades, proxied by http-proxy-3 once the pipeline has let them through.
+ * Every open tunnel is tracked by route so that wardgate can end them on demand (shutdown
+ * now; revoked sessions and expired grants later) with a proper close frame.
+ */
+
+/** The outcome of an upgrade attempt, for the record stage. */
+export type UpgradeOutcome =
+  | { status: number; error?: undefined }
+  | { status: number; error: UpstreamErrorKind };
+
+interface Tunnel {
+  routeId: string;
+  client: Socket;
+  upstream: Socket | undefined;
+  tracker: FrameBoundaryTracker;
+  closing: ((chunk: Buffer) => void) | undefined;
+}
+
+interface Pending {
+  route: CompiledRoute;
+  tunnel: Tunnel;
+  done: (outcome: UpgradeOutcome) => void;
+}
+
+/** How long a closing tunnel may take to finish its current frame and say goodbye. */
+const CLOSE_GRACE_MS = 1000;
+
+export class WebSocketTunnels {
+  private readonly proxy = createProxyServer({ ws: true, xfwd: false });
+  private readonly byRoute = new Map<string, Set<Tunnel>>();
+  private readonly pending = new WeakMap<IncomingMessage, Pending>();
+
+  constructor(private readonly metrics: Metrics) {
+    this.proxy.on('proxyReqWs', (proxyReq, req) => {
+      const pending = this.pending.get(req);
+      if (pending) this.watchHandshake(proxyReq, pending);
+    });
+    // Errors are reported through the per-call callback; this keeps a stray one from
+    // becoming an unhandled 'error' event that would end the process.
+    this.proxy.on('error', () => {});
+  }
+
+  /** Open tunnels per route, for the websockets_open gauge. */
+  counts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const [routeId, tunnels] of this.byRoute) counts.set(routeId, tunnels.size);
+    return counts;
+  }
+
+  /**
+   * Proxies an authorized upgrade. `headers` is the sanitized header list for upstream;
+   * `done` is called once with the handshake's outcome.
+   */
+  forward(ex: Exchange, socket: Socket, head: Buffer, route: CompiledRoute, headers: string[], done: (o: UpgradeOutcome) => void): void {
+    const req = ex.req;
+    const upstreamHeaders: Record<string, string> = {};
+    for (let i = 0; i < headers.length; i += 2) upstreamHeaders[headers[i]!.toLowerCase()] = headers[i + 1]!;
+    upstreamHeaders.connection = 'Upgrade';
+    upstreamHeaders.upgrade = 'websocket';
+    req.headers = upstreamHeaders;
+    req.url = ex.canonical!.path + ex.canonical!.query;
+
+    const tunnel: Tunnel = { routeId: route.id, client: socket, upstream: undefined, tracker: new FrameBoundaryTracker(), closing: undefined };
+    let reported = false;
+    const report = (outcome: UpgradeOutcome): void => {
+      if (reported) return;
+      reported = true;
+      done(outcome);
+    };
+    this.pending.set(req, { route, tunnel, done: report });
+    this.proxy.ws(req, socket, head, {
+      target: route.upstream.wsTarget,
+      agent: route.upstream.wsAgent,
+      changeOrigin: !route.preserveHost,
+    }, (err) => {
+      const kind = classifyUpstreamError(err);
+      this.metrics.upstreamErrors.inc({ route: route.id, kind });
+      const status = statusForUpstreamError(kind);
+      // http-proxy-3 ends the socket after this callback; answer first if nothing was sent.
+      if (tunnel.upstream === undefined && socket.writable) {
+        socket.write(`HTTP/1.1 ${status} ${status === 504 ? 'Gateway Timeout' : 'Bad Gateway'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      }
+      report({ status, error: kind });
+    });
+  }
+
+  private watchHandshake(proxyReq: ClientRequest, { route, tunnel, done }: Pending): void {
+    proxyReq.setTimeout(route.timeouts.headers, () => {
+      proxyReq.destroy(Object.assign(new Error('upstream WebSocket handshake timed out'), { code: 'UND_ERR_HEADERS_TIMEOUT' }));
+    });
+    proxyReq.on('response', (res: IncomingMessage) => done({ status: res.statusCode ?? 502 }));
+    // Runs before http-proxy-3's own 'upgrade' listener, which pipes the sockets right after.
+    proxyReq.on('upgrade', (_res: IncomingMessage, upstream: Socket) => {
+      proxyReq.setTimeout(0);
+      tunnel.upstream = upstream;
+      upstream.on('data', (chunk: Buffer) => {
+        if (tunnel.closing) tunnel.closing(chunk);
+        else tunnel.tracker.consume(chunk);
+      });
+      let set = this.byRoute.get(tunnel.routeId);
+      if (!set) {
+        set = new Set();
+        this.byRoute.set(tunnel.routeId, set);
+      }
+      set.add(tunnel);
+      tunnel.client.once('close', () => {
+        set.delete(tunnel);
+        upstream.destroy();
+      });
+      done({ status: 101 });
+    });
+  }
+
+  /** Closes one route's tunnels with `code`; returns how many were open. */
+  closeRoute(routeId: string, code: number, reason: string): number {
+    const tunnels = this.byRoute.get(routeId);
+    if (!tunnels) return 0;
+    for (const tunnel of tunnels) this.close(tunnel, code, reason);
+    return tunnels.size;
+  }
+
+  closeAll(code: number, reason: string): number {
+    let count = 0;
+    for (const routeId of this.byRoute.keys()) count += this.closeRoute(routeId, code, reason);
+    return count;
+  }
+
+  private close(tunnel: Tunnel, code: number, reason: string): void {
+    const { client, upstream } = tunnel;
+    if (tunnel.closing || !upstream) return;
+    upstream.unpipe(client);
+    client.unpipe(upstream);
+    const timer = setTimeout(() => {
+      client.destroy();
+      upstream.destroy();
+    }, CLOSE_GRACE_MS);
+    timer.unref();
+    const finish = (): void => {
+      tunnel.closing = () => {};
+      // The close frame goes out before the upstream is dropped: http-proxy-3 ends the
+      // client socket when the upstream closes.
+      client.end(closeFrame(code, reason));
+      upstream.destroy();
+    };
+    if (tunnel.tracker.atBoundary) {
+      finish();
+      return;
+    }
+    // Mid-frame: pass on the rest of the current frame, then close.
+    tunnel.closing = (chunk) => {
+      const n = tunnel.tracker.consume(chunk, true);
+      client.write(chunk.subarray(0, n));
+      if (tunnel.tracker.atBoundary) finish();
+    };
+    upstream.resume();
+  }
+}

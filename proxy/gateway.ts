@@ -1,0 +1,168 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerOptions } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { BlockList, type Socket } from 'node:net';
+import type { WardgateConfig } from '../config/schema.js';
+import { startAdminServer } from './admin/server.js';
+import { UpstreamSet } from './forward/upstream.js';
+import { WebSocketTunnels } from './forward/websocket.js';
+import { listen } from './listen.js';
+import type { Logger } from './logger.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createPipeline, markIdleTimeout, type PipelineState } from './pipeline.js';
+import { createRouter } from './router.js';
+import { compileRoute } from './routes.js';
+
+/*
+ * One wardgate process: its main listeners, the pipeline behind them, and (when it is not
+ * a cluster worker) the admin listener. Owns the graceful shutdown of all of it.
+ */
+
+export interface GatewayOptions {
+  config: WardgateConfig;
+  logger: Logger;
+  /** Serve the admin listener from this process (single-process mode). */
+  admin: boolean;
+}
+
+export interface Gateway {
+  readonly metrics: Metrics;
+  /** Bound ports, useful when the config asked for port 0. */
+  readonly ports: { http?: number; https?: number; admin?: number };
+  ready(): boolean;
+  /** Closes a route's open WebSockets with `code`; returns how many were open. */
+  closeWebSockets(routeId: string, code: number, reason: string): number;
+  /** Stops accepting, drains in-flight requests up to the configured deadline, closes. */
+  shutdown(): Promise<void>;
+}
+
+const SERVER_OPTIONS: ServerOptions = {
+  // Whole-request deadlines would cut off large uploads; per-route idle timeouts bound
+  // slow clients instead, and headersTimeout bounds slow header senders (slowloris).
+  requestTimeout: 0,
+  headersTimeout: 20_000,
+  keepAliveTimeout: 5_000,
+  requireHostHeader: true,
+  joinDuplicateHeaders: false,
+  insecureHTTPParser: false,
+};
+
+function trustedProxyList(cidrs: readonly string[]): BlockList | undefined {
+  if (cidrs.length === 0) return undefined;
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const [address, bits] = cidr.split('/') as [string, string];
+    list.addSubnet(address, Number(bits), address.includes(':') ? 'ipv6' : 'ipv4');
+  }
+  return list;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function startGateway({ config, logger, admin }: GatewayOptions): Promise<Gateway> {
+  const state: PipelineState = { inFlight: 0, draining: false };
+  let tunnels: WebSocketTunnels | undefined;
+  const metrics = createMetrics({
+    inFlight: () => state.inFlight,
+    websocketsByRoute: () => tunnels?.counts() ?? new Map(),
+  });
+  tunnels = new WebSocketTunnels(metrics);
+  const upstreams = new UpstreamSet();
+  const router = createRouter(config.routes.map((route) => compileRoute(route, upstreams, metrics)));
+  const pipeline = createPipeline({
+    router,
+    tunnels,
+    metrics,
+    accessLog: config.log.access ? logger.child({ kind: 'access' }) : undefined,
+    trustedProxies: trustedProxyList(config.trustedProxies),
+    state,
+  });
+
+  const servers: Server[] = [];
+  const ports: { http?: number; https?: number; admin?: number } = {};
+  const wire = (server: Server): Server => {
+    server.on('request', pipeline.handleRequest);
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => pipeline.handleUpgrade(req, socket, head));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => pipeline.handleClientError(err, socket));
+    server.on('timeout', (socket: Socket) => {
+      markIdleTimeout(socket);
+      socket.destroy();
+    });
+    servers.push(server);
+    return server;
+  };
+
+  const portOf = (server: Server): number => {
+    const address = server.address();
+    return typeof address === 'object' && address ? address.port : 0;
+  };
+
+  try {
+    if (config.listen.http) {
+      const server = wire(createHttpServer(SERVER_OPTIONS));
+      await listen(server, config.listen.http, 'http');
+      ports.http = portOf(server);
+    }
+    if (config.listen.https) {
+      const { address, cert, key, clientCa } = config.listen.https;
+      const server = wire(createHttpsServer({
+        ...SERVER_OPTIONS,
+        cert,
+        key,
+        minVersion: 'TLSv1.2',
+        // Devices may present a certificate; policy decides what a missing one means.
+        ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+      }));
+      await listen(server, address, 'https');
+      ports.https = portOf(server);
+    }
+  } catch (err) {
+    for (const server of servers) server.close();
+    await upstreams.close(true);
+    throw err;
+  }
+
+  const adminServer = admin
+    ? await startAdminServer(config.admin.listen, {
+      metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+      healthy: () => true,
+      ready: () => !state.draining,
+    }).catch(async (err: unknown) => {
+      for (const server of servers) server.close();
+      await upstreams.close(true);
+      throw err;
+    })
+    : undefined;
+  if (adminServer) ports.admin = portOf(adminServer);
+
+  let shutdown: Promise<void> | undefined;
+  const drain = async (): Promise<void> => {
+    state.draining = true;
+    const closedSockets = tunnels.closeAll(1001, 'wardgate is shutting down');
+    logger.info({ inFlight: state.inFlight, websockets: closedSockets }, 'draining');
+    const closed = Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    const deadline = Date.now() + config.shutdown.drainTimeout;
+    while (state.inFlight > 0 && Date.now() < deadline) {
+      for (const server of servers) server.closeIdleConnections();
+      await sleep(25);
+    }
+    const abandoned = state.inFlight;
+    for (const server of servers) server.closeAllConnections();
+    await Promise.all([closed, upstreams.close(abandoned > 0)]);
+    if (adminServer) {
+      adminServer.closeAllConnections();
+      await new Promise<void>((resolve) => adminServer.close(() => resolve()));
+    }
+    logger.info({ abandoned }, 'stopped');
+  };
+
+  return {
+    metrics,
+    ports,
+    ready: () => !state.draining,
+    closeWebSockets: (routeId, code, reason) => tunnels.closeRoute(routeId, code, reason),
+    shutdown() {
+      shutdown ??= drain();
+      return shutdown;
+    },
+  };
+}

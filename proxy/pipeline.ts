@@ -1,0 +1,178 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { BlockList, Socket } from 'node:net';
+import type { Logger } from './logger.js';
+import { beginExchange, type Exchange, type Response } from './exchange.js';
+import { upstreamRequestHeaders } from './forward/headers.js';
+import { forwardHttp } from './forward/http.js';
+import { statusForUpstreamError } from './forward/upstream-error.js';
+import type { UpgradeOutcome, WebSocketTunnels } from './forward/websocket.js';
+import { UNROUTED, type Metrics } from './metrics.js';
+import { normalizeRequest } from './normalize.js';
+import { sendRefusal, writeRefusal } from './pages/refusal.js';
+import type { Router } from './router.js';
+import type { CompiledRoute } from './routes.js';
+
+/*
+ * The request's way, top to bottom:
+ *
+ *   accept -> normalize -> route -> authenticate -> context -> decide -> forward -> record
+ *
+ * Each stage either hands the exchange on or answers it; nothing reaches `forward` that
+ * every earlier stage did not let through. Identity and policy stages slot in between
+ * `route` and `forward` (they arrive with the identity and policy work).
+ */
+
+export interface PipelineState {
+  inFlight: number;
+  draining: boolean;
+}
+
+export interface PipelineDeps {
+  router: Router<CompiledRoute>;
+  tunnels: WebSocketTunnels;
+  metrics: Metrics;
+  accessLog: Logger | undefined;
+  trustedProxies: BlockList | undefined;
+  state: PipelineState;
+}
+
+const IDLE_TIMED_OUT = Symbol('wardgate.idleTimedOut');
+
+/** Marks a client connection as ended by wardgate's idle timeout (recorded as 408). */
+export function markIdleTimeout(socket: Socket): void {
+  (socket as Socket & { [IDLE_TIMED_OUT]?: boolean })[IDLE_TIMED_OUT] = true;
+}
+
+function idleTimedOut(socket: Socket): boolean {
+  return (socket as Socket & { [IDLE_TIMED_OUT]?: boolean })[IDLE_TIMED_OUT] === true;
+}
+
+export function createPipeline(deps: PipelineDeps) {
+  const { router, tunnels, metrics, accessLog, trustedProxies, state } = deps;
+  const unroutedDuration = metrics.requestDuration.labels(UNROUTED);
+
+  function upstreamHeaders(ex: Exchange, route: CompiledRoute): string[] {
+    return upstreamRequestHeaders(ex.req.rawHeaders, ex.req.headers, {
+      peerAddress: ex.peer.address,
+      peerTrusted: ex.peer.trusted,
+      proto: ex.peer.proto,
+      requestId: ex.id,
+      upstreamHost: route.preserveHost ? ex.canonical!.authority : undefined,
+      authority: ex.canonical!.authority,
+    });
+  }
+
+  /** Normalize and route; answers the refusal itself and returns undefined when refused. */
+  function admit(ex: Exchange, refuse: (status: number, reason: string) => void): CompiledRoute | undefined {
+    const normalized = normalizeRequest(ex.req.method ?? '', ex.req.url ?? '', ex.req.rawHeaders);
+    if (!normalized.ok) {
+      refuse(400, normalized.reason);
+      return undefined;
+    }
+    ex.canonical = normalized.request;
+    const route = router.match(ex.canonical.host, ex.canonical.path);
+    if (!route) {
+      refuse(404, 'no-route');
+      return undefined;
+    }
+    ex.route = route;
+    return route;
+  }
+
+  function record(ex: Exchange, status: number, bytesOut: number): void {
+    const routeId = ex.route?.id ?? UNROUTED;
+    const seconds = (performance.now() - ex.started) / 1000;
+    metrics.requests.inc({ route: routeId, method: ex.req.method ?? '', code: status });
+    (ex.route?.duration ?? unroutedDuration).observe(seconds);
+    accessLog?.info({
+      reqId: ex.id,
+      route: routeId,
+      method: ex.req.method,
+      host: ex.canonical?.host,
+      // The canonical path only: query strings often carry patient identifiers.
+      path: ex.canonical?.path,
+      status,
+      durationMs: Math.round(seconds * 1e6) / 1000,
+      bytesOut,
+      client: ex.peer.address,
+      reason: ex.reason,
+      upstreamError: ex.upstreamError,
+    }, 'request');
+  }
+
+  function handleRequest(req: IncomingMessage, res: Response): void {
+    const ex = beginExchange(req, trustedProxies);
+    const bytesBefore = req.socket.bytesWritten;
+    let abort: (() => void) | undefined;
+    state.inFlight++;
+    res.once('close', () => {
+      state.inFlight--;
+      let status = res.statusCode;
+      if (!res.writableFinished) {
+        if (ex.upstreamError) status = statusForUpstreamError(ex.upstreamError);
+        else {
+          ex.clientGone = true;
+          abort?.();
+          status = idleTimedOut(req.socket) ? 408 : 499;
+        }
+      }
+      record(ex, status, req.socket.bytesWritten - bytesBefore);
+    });
+    // Draining: answer what is in flight, but tell every client to reconnect elsewhere.
+    if (state.draining) res.setHeader('connection', 'close');
+
+    const route = admit(ex, (status, reason) => {
+      ex.reason = reason;
+      sendRefusal(res, { status, reason, requestId: ex.id }, req.headers.accept);
+    });
+    if (!route) return;
+    req.socket.setTimeout(route.timeouts.idle);
+    abort = forwardHttp(ex, res, route, upstreamHeaders(ex, route), metrics);
+  }
+
+  function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const ex = beginExchange(req, trustedProxies);
+    socket.on('error', () => socket.destroy());
+    const bytesBefore = socket.bytesWritten;
+    const finish = (status: number): void => record(ex, status, socket.bytesWritten - bytesBefore);
+    const refuse = (status: number, reason: string): void => {
+      ex.reason = reason;
+      writeRefusal(socket, { status, reason, requestId: ex.id }, req.headers.accept);
+      finish(status);
+    };
+    if (state.draining) return refuse(503, 'shutting-down');
+    const route = admit(ex, refuse);
+    if (!route) return;
+    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return refuse(400, 'upgrade-not-supported');
+    if (!route.websockets) return refuse(403, 'websockets-not-allowed');
+    tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route), (outcome: UpgradeOutcome) => {
+      if (outcome.error) {
+        ex.upstreamError = outcome.error;
+        ex.reason = outcome.status === 504 ? 'upstream-timeout' : 'upstream-unavailable';
+      }
+      finish(outcome.status);
+    });
+  }
+
+  /** Requests Node's parser could not read: answered here, never routed. */
+  function handleClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const code = err.code ?? '';
+    if (code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason] = code === 'HPE_HEADER_OVERFLOW' ? [431, 'headers-too-large']
+      : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request-timeout']
+      : code === 'HPE_UNEXPECTED_CONTENT_LENGTH' || code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'HPE_INVALID_CONTENT_LENGTH' ? [400, 'framing-conflict']
+      : [400, 'malformed-request'];
+    const requestId = randomUUID();
+    writeRefusal(socket, { status, reason, requestId }, undefined);
+    metrics.requests.inc({ route: UNROUTED, method: 'unparsed', code: status });
+    accessLog?.info({ reqId: requestId, route: UNROUTED, status, reason, parserError: code, client: socket.remoteAddress }, 'request');
+  }
+
+  return { handleRequest, handleUpgrade, handleClientError };
+}
+
+export type Pipeline = ReturnType<typeof createPipeline>;
