@@ -82,6 +82,8 @@ export async function startGateway({ config, logger, admin }: GatewayOptions): P
   const wire = (server: Server): Server => {
     server.on('request', pipeline.handleRequest);
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => pipeline.handleUpgrade(req, socket, head));
+    // CONNECT takes the same way so that it is refused and recorded like any other request.
+    server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => pipeline.handleUpgrade(req, socket, head));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => pipeline.handleClientError(err, socket));
     server.on('timeout', (socket: Socket) => {
       markIdleTimeout(socket);

@@ -4,7 +4,7 @@ import type { BlockList, Socket } from 'node:net';
 import type { Logger } from './logger.js';
 import { beginExchange, type Exchange, type Response } from './exchange.js';
 import { upstreamRequestHeaders } from './forward/headers.js';
-import { forwardHttp } from './forward/http.js';
+import { forwardHttp, recordUpstreamFailure } from './forward/http.js';
 import { statusForUpstreamError } from './forward/upstream-error.js';
 import type { UpgradeOutcome, WebSocketTunnels } from './forward/websocket.js';
 import { UNROUTED, type Metrics } from './metrics.js';
@@ -103,21 +103,26 @@ export function createPipeline(deps: PipelineDeps) {
 
   function handleRequest(req: IncomingMessage, res: Response): void {
     const ex = beginExchange(req, trustedProxies);
-    const bytesBefore = req.socket.bytesWritten;
+    // Node detaches the socket from the request once the exchange is over; keep our own.
+    const socket = req.socket;
+    const bytesBefore = socket.bytesWritten;
     let abort: (() => void) | undefined;
     state.inFlight++;
     res.once('close', () => {
       state.inFlight--;
       let status = res.statusCode;
       if (!res.writableFinished) {
+        // undici destroys the response with its error when the upstream breaks mid-body;
+        // a client that leaves destroys it without one.
+        if (!ex.upstreamError && res.errored && ex.route) recordUpstreamFailure(ex, ex.route, res.errored, metrics);
         if (ex.upstreamError) status = statusForUpstreamError(ex.upstreamError);
         else {
           ex.clientGone = true;
           abort?.();
-          status = idleTimedOut(req.socket) ? 408 : 499;
+          status = idleTimedOut(socket) ? 408 : 499;
         }
       }
-      record(ex, status, req.socket.bytesWritten - bytesBefore);
+      record(ex, status, socket.bytesWritten - bytesBefore);
     });
     // Draining: answer what is in flight, but tell every client to reconnect elsewhere.
     if (state.draining) res.setHeader('connection', 'close');
@@ -127,7 +132,7 @@ export function createPipeline(deps: PipelineDeps) {
       sendRefusal(res, { status, reason, requestId: ex.id }, req.headers.accept);
     });
     if (!route) return;
-    req.socket.setTimeout(route.timeouts.idle);
+    socket.setTimeout(route.timeouts.idle);
     abort = forwardHttp(ex, res, route, upstreamHeaders(ex, route), metrics);
   }
 

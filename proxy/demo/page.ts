@@ -1,4 +1,5 @@
 import { STATUS_CODES, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { escapeHtml } from '../pages/html.js';
 
 /*
  * HTML for the demo upstreams. Their pages display headers a client controls, so every
@@ -6,22 +7,15 @@ import { STATUS_CODES, type OutgoingHttpHeaders, type ServerResponse } from 'nod
  * markup the tag itself produced is inserted as is.
  */
 
-const ESCAPES: Readonly<Record<string, string>> = {
-  '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
-};
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => ESCAPES[char] ?? char);
-}
-
 /** Markup already made safe by the `html` tag; a private constructor keeps raw strings out. */
 export class Html {
   private constructor(readonly text: string) {}
 
   static tag(strings: TemplateStringsArray, ...values: readonly HtmlValue[]): Html {
-    let text = strings[0] ?? '';
-    values.forEach((value, i) => {
-      text += render(value) + (strings[i + 1] ?? '');
+    let text = '';
+    strings.forEach((literal, i) => {
+      text += literal;
+      if (i < values.length) text += render(values[i]!);
     });
     return new Html(text);
   }

@@ -14,16 +14,13 @@ const PLACEHOLDER_ORIGIN = 'http://demo.invalid';
 
 /**
  * The request target as a URL, or undefined when it is not origin-form (`/path?query`).
- * Prefixing the origin, rather than resolving against it, keeps `//host/path` a path.
+ * Prefixing the origin, rather than resolving against it, keeps `//host/path` a path; and
+ * since the authority ends at that first `/`, what follows can only be path, query and
+ * fragment, which the URL parser encodes rather than rejects, so this cannot throw.
  */
 export function requestTarget(req: IncomingMessage): URL | undefined {
   const target = req.url ?? '';
-  if (!target.startsWith('/')) return undefined;
-  try {
-    return new URL(PLACEHOLDER_ORIGIN + target);
-  } catch {
-    return undefined;
-  }
+  return target.startsWith('/') ? new URL(PLACEHOLDER_ORIGIN + target) : undefined;
 }
 
 export function isReadMethod(method: string | undefined): boolean {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Exchange, Response } from '../exchange.js';
-import type { Metrics } from '../metrics.js';
+import type { Metrics, UpstreamErrorKind } from '../metrics.js';
 import { sendRefusal } from '../pages/refusal.js';
 import type { CompiledRoute } from '../routes.js';
 import { downstreamResponseHeaders } from './headers.js';
@@ -39,10 +39,18 @@ function onResponseStart({ statusCode, headers, opaque }: Dispatcher.StreamFacto
   return attempt.res;
 }
 
+/** Notes an upstream failure on the exchange and counts it; returns its kind. */
+export function recordUpstreamFailure(ex: Exchange, route: CompiledRoute, err: Error, metrics: Metrics): UpstreamErrorKind {
+  const kind = classifyUpstreamError(err);
+  ex.upstreamError = kind;
+  metrics.upstreamErrors.inc({ route: route.id, kind });
+  return kind;
+}
+
 function onFinished(attempt: Attempt, err: Error | null): void {
-  if (!err) return;
   const { ex, res, route } = attempt;
-  if (ex.clientGone) return;
+  // Already accounted for: the client left, or the pipeline saw the response cut off.
+  if (!err || ex.clientGone || ex.upstreamError) return;
   const kind = classifyUpstreamError(err);
   // An upstream may close a keep-alive connection just as we reuse it; a bodiless
   // idempotent request is safe to send once more on a fresh connection.
@@ -51,8 +59,7 @@ function onFinished(attempt: Attempt, err: Error | null): void {
     dispatch(attempt);
     return;
   }
-  ex.upstreamError = kind;
-  attempt.metrics.upstreamErrors.inc({ route: route.id, kind });
+  recordUpstreamFailure(ex, route, err, attempt.metrics);
   if (res.headersSent) {
     // Too late for a status: cut the response so the client cannot mistake it for whole.
     res.destroy(err);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
+import { makePki } from '../helpers/pki.js';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -33,28 +33,12 @@ function deploymentPaths(value: unknown, out: string[] = []): string[] {
 
 const referenced = deploymentPaths(parse(text));
 
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** Writes a throwaway CA and a leaf it signs; P-256 keeps generation fast. */
-function makePki(dir: string): { caCert: string; leafCert: string; leafKey: string } {
-  const caKey = join(dir, 'ca.key');
-  const caCert = join(dir, 'ca.crt');
-  const leafKey = join(dir, 'leaf.key');
-  const leafCsr = join(dir, 'leaf.csr');
-  const leafCert = join(dir, 'leaf.crt');
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl(['req', '-x509', ...ec, '-keyout', caKey, '-out', caCert, '-days', '1', '-subj', '/CN=wardgate test CA']);
-  openssl(['req', '-new', ...ec, '-keyout', leafKey, '-out', leafCsr, '-subj', '/CN=wardgate.stmary-hospital.example']);
-  openssl(['x509', '-req', '-in', leafCsr, '-CA', caCert, '-CAkey', caKey, '-CAcreateserial', '-days', '1', '-out', leafCert]);
-  return { caCert, leafCert, leafKey };
-}
-
 t.test('the hospital example loads once its TLS files exist', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wardgate-hospital-'));
+  const made = makePki();
+  const dir = made.dir;
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const pki = makePki(dir);
+  const leaf = made.issue('wardgate.stmary-hospital.example');
+  const pki = { caCert: made.caCert, leafCert: leaf.cert, leafKey: leaf.key };
 
   t.ok(referenced.length >= 5, 'the example names its listener and upstream TLS files under /etc/wardgate/');
   for (const path of referenced) {
