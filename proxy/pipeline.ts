@@ -149,7 +149,8 @@ export function createPipeline(deps: PipelineDeps) {
     if (state.draining) return refuse(503, 'shutting-down');
     const route = admit(ex, refuse);
     if (!route) return;
-    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return refuse(400, 'upgrade-not-supported');
+    // A WebSocket handshake is a GET (RFC 6455); anything else is not one we pass on.
+    if (req.method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return refuse(400, 'upgrade-not-supported');
     if (!route.websockets) return refuse(403, 'websockets-not-allowed');
     tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route), (outcome: UpgradeOutcome) => {
       if (outcome.error) {

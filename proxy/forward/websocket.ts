@@ -151,6 +151,9 @@ export class WebSocketTunnels {
       // The close frame goes out before the upstream is dropped: http-proxy-3 ends the
       // client socket when the upstream closes.
       client.end(closeFrame(code, reason));
+      // Read (and drop) the client's close reply so its FIN is seen and the socket ends now,
+      // not when the grace timer fires.
+      client.resume();
       upstream.destroy();
     };
     if (tunnel.tracker.atBoundary) {

@@ -47,8 +47,14 @@ export class FrameBoundaryTracker {
   }
 }
 
-/** An unmasked (server-to-client) close frame. */
+/** An unmasked (server-to-client) close frame; the reason is cut to 123 bytes of UTF-8. */
 export function closeFrame(code: number, reason: string): Buffer {
-  const text = Buffer.from(reason, 'utf8').subarray(0, 123);
+  let text = Buffer.from(reason, 'utf8');
+  if (text.length > 123) {
+    // Never cut inside a character: clients fail the connection (1007) on broken UTF-8.
+    let end = 123;
+    while (end > 0 && (text[end]! & 0xc0) === 0x80) end--;
+    text = text.subarray(0, end);
+  }
   return Buffer.concat([Buffer.from([0x88, 2 + text.length, code >> 8, code & 0xff]), text]);
 }
