@@ -41,7 +41,9 @@ function substitute(text: string, baseDir: string): string {
   return text.replace(REFERENCE, (whole, escaped: string, kind: string, ref: string) => {
     if (escaped) return whole.slice(1);
     if (kind === 'env') {
-      const [name, fallback] = ref.split(':-', 2) as [string, string | undefined];
+      const cut = ref.indexOf(':-');
+      const name = cut === -1 ? ref : ref.slice(0, cut);
+      const fallback = cut === -1 ? undefined : ref.slice(cut + 2);
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`"${name}" is not an environment variable name`);
       const value = process.env[name];
       if (value !== undefined && value !== '') return value;
@@ -89,7 +91,10 @@ function fail(file: string, doc: Document, lines: LineCounter, faults: readonly 
 }
 
 function issuesToFaults(issues: readonly z.core.$ZodIssue[]): Fault[] {
-  return issues.map((issue) => ({ path: issue.path as Segment[], message: issue.message }));
+  // An unknown key is reported at the key itself, so the location points at the typo.
+  return issues.flatMap((issue): Fault[] => issue.code === 'unrecognized_keys'
+    ? issue.keys.map((key) => ({ path: [...(issue.path as Segment[]), key], message: `unknown key "${key}"` }))
+    : [{ path: issue.path as Segment[], message: issue.message }]);
 }
 
 /** Parses and validates config text; `file` names it in errors and anchors relative paths. */

@@ -71,6 +71,11 @@ function pemFile(baseDir: string, kind: PemKind) {
       ctx.addIssue({ code: 'custom', message: `cannot read ${kind} file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
       return z.NEVER;
     }
+    // Node's crypto reads DER too, but its TLS stack takes only PEM: check for PEM here.
+    if (!content.toString('latin1').includes('-----BEGIN ')) {
+      ctx.addIssue({ code: 'custom', message: `${file} does not hold a PEM ${kind}` });
+      return z.NEVER;
+    }
     try {
       if (kind === 'certificate') new X509Certificate(content);
       else createPrivateKey(content);

@@ -54,7 +54,7 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
         failStart(new StartupError(`worker ${worker.process.pid} exited during start (code ${code}, signal ${signal})`));
         return;
       }
-      logger.error({ pid: worker.process.pid, code, signal }, 'worker died; starting a replacement');
+      logger.error({ workerPid: worker.process.pid, code, signal }, 'worker died; starting a replacement');
       setTimeout(fork, 500).unref();
     });
   };
@@ -112,6 +112,9 @@ export async function runWorker(config: WardgateConfig, logger: Logger, onStop: 
     throw err;
   }
   AggregatorRegistry.setRegistries([gateway.metrics.registry]);
+  // prom-client installs the worker's side of the metrics exchange (answering the
+  // primary's requests over IPC) only when an AggregatorRegistry is constructed.
+  new AggregatorRegistry();
   const stop = (): void => {
     gateway.shutdown().then(onStop, onStop);
   };

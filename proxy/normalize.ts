@@ -26,6 +26,12 @@ export interface CanonicalRequest {
   authority: string;
   /** Canonical path: dot segments resolved, `//` collapsed, unreserved characters decoded. */
   path: string;
+  /**
+   * The path with `;params` removed from every segment: what a servlet container resolves.
+   * Routing uses it, so `/admin;x/users` is matched as `/admin/users`. Same as `path`
+   * when there are no parameters.
+   */
+  routingPath: string;
   /** Query string including its leading `?`, or empty. Passed through as sent. */
   query: string;
 }
@@ -60,7 +66,8 @@ function alreadyCanonical(path: string): boolean {
     if (c >= 128 || LITERAL[c] === 0) return false;
     if (c === 47) {
       const next = path.charCodeAt(i + 1);
-      if (next === 47 || next === 46) return false; // `//` or a segment starting with '.'
+      // `//`, or a segment starting with '.' or ';': the slow path decides those.
+      if (next === 47 || next === 46 || next === 59) return false;
     }
   }
   return true;
@@ -105,10 +112,11 @@ function resolveSegments(path: string): string {
   for (let i = 1; i < input.length; i++) {
     const segment = input[i]!;
     const last = i === input.length - 1;
-    // Servlet containers read `..;x` as `..`: a path parameter must not hide a dot segment.
+    // Servlet containers drop `;params` before resolving: `..;x` is `..` and `;x` is an
+    // empty segment there, so either would reach another path than the one we routed.
     const bare = segment.includes(';') ? segment.slice(0, segment.indexOf(';')) : segment;
+    if (bare !== segment && (bare === '' || bare === '.' || bare === '..')) throw new Refusal('path-traversal');
     if (bare === '.' || bare === '..') {
-      if (bare !== segment) throw new Refusal('path-traversal');
       if (segment === '..') {
         if (output.length === 0) throw new Refusal('path-traversal');
         output.pop();
@@ -147,11 +155,11 @@ const HOST = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/;
 /** Lower-cased host without port or trailing dot, or undefined when malformed. */
 export function canonicalHost(authority: string): string | undefined {
   const match = HOST.exec(authority);
-  if (!match) return undefined;
+  if (!match || (match[3] !== undefined && Number(match[3]) > 65535)) return undefined;
   if (match[1] !== undefined) return `[${match[1].toLowerCase()}]`;
   let host = match[2]!.toLowerCase();
   if (host.endsWith('.')) host = host.slice(0, -1);
-  if (host === '' || host.startsWith('.') || host.includes('..')) return undefined;
+  if (host === '' || host.startsWith('.') || host.endsWith('.') || host.includes('..')) return undefined;
   return host;
 }
 
@@ -214,7 +222,8 @@ export function normalizeRequest(method: string, target: string, rawHeaders: rea
     const query = q === -1 ? '' : originForm.slice(q);
     if (query.includes('#')) throw new Refusal('path-invalid');
     const path = canonicalPathOrThrow(rawPath);
-    return { ok: true, request: { method, host, authority: hostHeader, path, query } };
+    const routingPath = path.includes(';') ? path.replace(/;[^/]*/g, '') : path;
+    return { ok: true, request: { method, host, authority: hostHeader, path, routingPath, query } };
   } catch (err) {
     if (err instanceof Refusal) return { ok: false, reason: err.reason };
     throw err;

@@ -71,7 +71,7 @@ export function createPipeline(deps: PipelineDeps) {
       return undefined;
     }
     ex.canonical = normalized.request;
-    const route = router.match(ex.canonical.host, ex.canonical.path);
+    const route = router.match(ex.canonical.host, ex.canonical.routingPath);
     if (!route) {
       refuse(404, 'no-route');
       return undefined;

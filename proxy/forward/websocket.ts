@@ -40,11 +40,21 @@ export class WebSocketTunnels {
   private readonly proxy = createProxyServer({ ws: true, xfwd: false });
   private readonly byRoute = new Map<string, Set<Tunnel>>();
   private readonly pending = new WeakMap<IncomingMessage, Pending>();
+  private readonly opening = new WeakMap<Socket, Tunnel>();
 
   constructor(private readonly metrics: Metrics) {
     this.proxy.on('proxyReqWs', (proxyReq, req) => {
       const pending = this.pending.get(req);
       if (pending) this.watchHandshake(proxyReq, pending);
+    });
+    this.proxy.on('open', (upstream) => {
+      const tunnel = this.opening.get(upstream);
+      if (!tunnel) return;
+      this.opening.delete(upstream);
+      upstream.on('data', (chunk: Buffer) => {
+        if (tunnel.closing) tunnel.closing(chunk);
+        else tunnel.tracker.consume(chunk);
+      });
     });
     // Errors are reported through the per-call callback; this keeps a stray one from
     // becoming an unhandled 'error' event that would end the process.
@@ -104,10 +114,10 @@ export class WebSocketTunnels {
     proxyReq.on('upgrade', (_res: IncomingMessage, upstream: Socket) => {
       proxyReq.setTimeout(0);
       tunnel.upstream = upstream;
-      upstream.on('data', (chunk: Buffer) => {
-        if (tunnel.closing) tunnel.closing(chunk);
-        else tunnel.tracker.consume(chunk);
-      });
+      // The frame tracker attaches on 'open', after http-proxy-3 has put back the bytes
+      // that came with the 101 and piped the sockets: a 'data' listener added before
+      // that would switch the socket to flowing and swallow those bytes.
+      this.opening.set(upstream, tunnel);
       let set = this.byRoute.get(tunnel.routeId);
       if (!set) {
         set = new Set();

@@ -179,6 +179,8 @@ t.test('route precedence: exact host, then the longest prefix', async (t) => {
   t.equal(await hits('APP.TEST.', '/api'), 'api', 'host is case-insensitive and a trailing dot is ignored');
   t.equal(await hits('other.test:8080', '/api'), 'other', 'the host decides first, whatever the path');
   t.equal(await hits('app.test', '/x/../api/admin'), 'admin', 'routing sees the canonical path');
+  t.equal(await hits('app.test', '/api;v=1/admin;x/users'), 'admin', 'routing sees the path a servlet upstream resolves (;params dropped)');
+  t.equal(admin.seen.at(-1)?.url, '/api;v=1/admin;x/users', 'while the upstream still gets the parameters');
 });
 
 t.test('request bodies reach the upstream byte for byte (fixed length and chunked)', async (t) => {
