@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../proxy/errors.js';
 import { buildConfigSchema, type WardgateConfig } from './schema.js';
@@ -22,7 +22,16 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-function locate(file: string, doc: Document, lines: LineCounter, path: readonly PropertyKey[]): string {
+function locate(file: string, doc: Document, lines: LineCounter, path: readonly PropertyKey[], atKey = false): string {
+  if (atKey && path.length > 0) {
+    // An unknown key: point at the key itself (its value may start on the next line).
+    const parent = doc.getIn(path.slice(0, -1) as Segment[], true);
+    const pair = isMap(parent) ? parent.items.find((item) => isScalar(item.key) && item.key.value === path[path.length - 1]) : undefined;
+    if (pair && isNode(pair.key) && pair.key.range) {
+      const { line, col } = lines.linePos(pair.key.range[0]);
+      return `${file}:${line}:${col}`;
+    }
+  }
   // Walk up until a node exists: a missing key is reported at its parent.
   for (let depth = path.length; depth >= 0; depth--) {
     const node = doc.getIn(path.slice(0, depth) as Segment[], true);
@@ -62,6 +71,8 @@ function substitute(text: string, baseDir: string): string {
 interface Fault {
   path: Segment[];
   message: string;
+  /** Locate the key named last in `path` rather than its value. */
+  atKey?: boolean;
 }
 
 function substituteAll(value: unknown, baseDir: string, path: Segment[], faults: Fault[]): unknown {
@@ -83,9 +94,9 @@ function substituteAll(value: unknown, baseDir: string, path: Segment[], faults:
 }
 
 function fail(file: string, doc: Document, lines: LineCounter, faults: readonly Fault[]): never {
-  const messages = faults.map((f) => `${locate(file, doc, lines, f.path)}: ${f.path.length ? `${formatPath(f.path)}: ` : ''}${f.message}`);
+  const messages = faults.map((f) => `${locate(file, doc, lines, f.path, f.atKey)}: ${f.path.length ? `${formatPath(f.path)}: ` : ''}${f.message}`);
   const first = faults[0]!;
-  const error = new ConfigError(file, formatPath(first.path), first.message, locate(file, doc, lines, first.path));
+  const error = new ConfigError(file, formatPath(first.path), first.message, locate(file, doc, lines, first.path, first.atKey));
   error.message = messages.join('\n');
   throw error;
 }
@@ -93,7 +104,7 @@ function fail(file: string, doc: Document, lines: LineCounter, faults: readonly 
 function issuesToFaults(issues: readonly z.core.$ZodIssue[]): Fault[] {
   // An unknown key is reported at the key itself, so the location points at the typo.
   return issues.flatMap((issue): Fault[] => issue.code === 'unrecognized_keys'
-    ? issue.keys.map((key) => ({ path: [...(issue.path as Segment[]), key], message: `unknown key "${key}"` }))
+    ? issue.keys.map((key) => ({ path: [...(issue.path as Segment[]), key], message: `unknown key "${key}"`, atKey: true }))
     : [{ path: issue.path as Segment[], message: issue.message }]);
 }
 

@@ -1,0 +1,361 @@
+import { readFileSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
+import { resolve } from 'node:path';
+import t, { type Test } from 'tap';
+import { freePort, spawnWardgate, writeTempConfig, type WardgateProcess } from '../helpers/process.js';
+
+/*
+ * The CLI as operators meet it: the built `dist/proxy/cli.js` in its own process, its exit
+ * codes (0 ok, 1 runtime failure, 2 bad usage or bad config) and what it prints.
+ */
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const DEMO_CONFIG = resolve(ROOT, 'config/demo.yaml');
+const PACKAGE_VERSION = (JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+// About twenty processes start here, each a fresh Node; on a loaded CI machine that is
+// more than tap's default 30 s per file.
+t.setTimeout(120_000);
+
+/** Every process spawned here, so none outlives a failing test. */
+const spawned: WardgateProcess[] = [];
+t.teardown(() => {
+  for (const p of spawned) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+});
+
+/** At most this many CLI processes at once, so a loaded 2-core machine is not swamped. */
+const MAX_RUNNING = 4;
+let running = 0;
+const queue: Array<() => void> = [];
+
+/** Runs the CLI and waits (bounded, from its start) for it to exit on its own. */
+async function run(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  if (running >= MAX_RUNNING) await new Promise<void>((r) => queue.push(r));
+  running++;
+  try {
+    return await runNow(args, env, timeoutMs);
+  } finally {
+    running--;
+    queue.shift()?.();
+  }
+}
+
+async function runNow(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const p = spawnWardgate(args, env);
+  spawned.push(p);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), timeoutMs); });
+  const code = await Promise.race([p.exited, timedOut]);
+  clearTimeout(timer);
+  if (code === 'timeout') {
+    p.child.kill('SIGKILL');
+    await p.exited;
+    throw new Error(`wardgate ${args.join(' ')} did not exit within ${timeoutMs} ms; stderr: ${p.stderr()}`);
+  }
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+function isListening(port: number): Promise<boolean> {
+  return new Promise((resolveListening) => {
+    const socket = connect(port, '127.0.0.1');
+    const timer = setTimeout(() => { socket.destroy(); resolveListening(false); }, 2000);
+    socket.once('connect', () => { clearTimeout(timer); socket.destroy(); resolveListening(true); });
+    socket.once('error', () => { clearTimeout(timer); resolveListening(false); });
+  });
+}
+
+/*
+ * Runs that need nothing but the CLI start together here (each is a fresh Node, slow on
+ * a loaded machine); each subtest below awaits and checks its own.
+ */
+function early(args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const result = run(args);
+  result.catch(() => {}); // reported by the subtest that awaits it
+  return result;
+}
+const MISSING_CONFIG = resolve(ROOT, 'no-such-dir', 'nope.yaml');
+const EARLY = {
+  checkDemo: early(['check-config', DEMO_CONFIG]),
+  checkDemoFlag: early(['check-config', '--config', DEMO_CONFIG]),
+  checkMissing: early(['check-config', MISSING_CONFIG]),
+  startNoConfig: early(['start']),
+  version: early(['--version']),
+  versionShort: early(['-v']),
+  help: early(['--help']),
+  none: early([]),
+  unknownCommand: early(['frobnicate']),
+  unknownOption: early(['start', '--frobnicate']),
+};
+
+const ROUTES = `routes:
+  - id: app
+    host: app.test
+    upstream:
+      url: "http://127.0.0.1:9"
+`;
+
+function configText(httpPort: number, adminPort: number, extra = ''): string {
+  return `listen:
+  http: "127.0.0.1:${httpPort}"
+admin:
+  listen: "127.0.0.1:${adminPort}"
+workers: 1
+log:
+  level: warn
+${extra}${ROUTES}`;
+}
+
+t.test('check-config accepts the shipped demo config: exit 0 and "ok" on stdout', async (t) => {
+  const { code, stdout, stderr } = await EARLY.checkDemo;
+  t.equal(code, 0, 'a valid config exits 0');
+  t.equal(stdout, `${DEMO_CONFIG}: ok (4 routes)\n`, 'stdout names the file, says ok and counts its routes');
+  t.equal(stderr, '', 'nothing is printed on stderr for a valid config');
+});
+
+t.test('check-config also takes the file via --config', async (t) => {
+  const { code, stdout } = await EARLY.checkDemoFlag;
+  t.equal(code, 0, '--config FILE is accepted by check-config');
+  t.match(stdout, ': ok (4 routes)', 'and reports ok');
+});
+
+interface Broken {
+  name: string;
+  text: string;
+  /** The message after `wardgate: FILE:`, i.e. `line:col: path: what was expected`. */
+  expected: string;
+}
+
+const BROKEN: Broken[] = [
+  {
+    name: 'an unknown key inside a route',
+    text: `listen:
+  http: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+routes:
+  - id: app
+    host: app.test
+    upstreem: 1
+    upstream:
+      url: "http://127.0.0.1:9"
+`,
+    expected: '8:5: routes[0].upstreem: unknown key "upstreem"',
+  },
+  {
+    name: 'an unknown key whose value is a mapping (timeout: for timeouts:)',
+    text: `listen:
+  http: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+routes:
+  - id: app
+    host: app.test
+    timeout:
+      idle: 5s
+    upstream:
+      url: "http://127.0.0.1:9"
+`,
+    // The location is the key itself (line 8), not the first line of its nested value.
+    expected: '8:5: routes[0].timeout: unknown key "timeout"',
+  },
+  {
+    name: 'a duration that is not one',
+    text: `listen:
+  http: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+shutdown:
+  drainTimeout: 5 seconds
+${ROUTES}`,
+    expected: '6:17: shutdown.drainTimeout: expected a duration such as 500ms, 30s, 5m or 1h, got "5 seconds"',
+  },
+  {
+    name: 'an upstream URL with a scheme other than http(s)',
+    text: `listen:
+  http: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+routes:
+  - id: app
+    host: app.test
+    upstream:
+      url: "ftp://127.0.0.1:9"
+`,
+    expected: '9:12: routes[0].upstream.url: expected an http(s) origin such as https://10.1.2.3:8443 (no path, query or credentials), got "ftp://127.0.0.1:9"',
+  },
+  {
+    name: 'a ${env:...} reference to a variable that is not set',
+    text: `listen:
+  http: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+routes:
+  - id: app
+    host: app.test
+    upstream:
+      url: "http://127.0.0.1:\${env:NOPE_NOT_SET}"
+`,
+    expected: '9:12: routes[0].upstream.url: environment variable NOPE_NOT_SET is not set',
+  },
+  {
+    name: 'a YAML syntax error (unclosed quote)',
+    text: `listen:
+  http: "127.0.0.1:0
+admin:
+  listen: "127.0.0.1:0"
+`,
+    expected: '2:21: Missing closing "quote',
+  },
+  {
+    name: 'two routes with the same id',
+    text: `listen:
+  http: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+routes:
+  - id: app
+    host: app.test
+    upstream:
+      url: "http://127.0.0.1:9"
+  - id: app
+    host: other.test
+    upstream:
+      url: "http://127.0.0.1:9"
+`,
+    expected: '10:9: routes[1].id: duplicate route id "app" (also routes[0])',
+  },
+];
+
+// These runs are independent: start them together, then check each in its own subtest.
+const brokenRuns = BROKEN.map((broken) => {
+  const file = writeTempConfig(broken.text);
+  const result = run(['check-config', file], { NOPE_NOT_SET: '' });
+  result.catch(() => {}); // reported by its subtest
+  return { broken, file, result };
+});
+
+for (const { broken, file, result } of brokenRuns) {
+  t.test(`check-config refuses ${broken.name}: exit 2, message names file:line:col, path and what was expected`, async (t) => {
+    const { code, stdout, stderr } = await result;
+    t.equal(code, 2, 'a bad config exits 2');
+    t.equal(stdout, '', 'nothing claims the config is ok');
+    t.equal(stderr, `wardgate: ${file}:${broken.expected}\n`, 'stderr is exactly "wardgate: FILE:LINE:COL: PATH: expected ..."');
+  });
+}
+
+t.test('check-config on a file that does not exist exits 2 naming the file', async (t) => {
+  const { code, stderr } = await EARLY.checkMissing;
+  t.equal(code, 2, 'an unreadable config exits 2');
+  t.equal(stderr, `wardgate: ${MISSING_CONFIG}: cannot read config file: ENOENT\n`, 'the message names the file and the reason');
+});
+
+t.test('start with a bad config exits 2 and never listens', async (t) => {
+  const [httpPort, adminPort] = [await freePort(), await freePort()];
+  const file = writeTempConfig(configText(httpPort, adminPort, 'shutdown:\n  drainTimeout: soon\n'));
+  const p = spawnWardgate(['start', '--config', file]);
+  spawned.push(p);
+  // Watch both ports for the whole life of the process: a listener that came up even
+  // briefly would be caught here.
+  let listened = false;
+  let stop = false;
+  const watch = (async () => {
+    while (!stop) {
+      if (await isListening(httpPort) || await isListening(adminPort)) listened = true;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([p.exited, new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), 15_000); })]);
+  clearTimeout(timer);
+  stop = true;
+  await watch;
+  t.equal(code, 2, 'start with a bad config exits 2');
+  t.equal(p.stderr(), `wardgate: ${file}:9:17: shutdown.drainTimeout: expected a duration such as 500ms, 30s, 5m or 1h, got "soon"\n`,
+    'the error names file, line:col, path and what was expected');
+  t.notOk(listened, 'neither the main nor the admin port ever accepted a connection');
+  t.notOk(await isListening(httpPort), 'the main port is not listening after exit');
+  t.notOk(await isListening(adminPort), 'the admin port is not listening after exit');
+});
+
+t.test('start without --config is a usage error: exit 2 with usage', async (t) => {
+  const { code, stderr } = await EARLY.startNoConfig;
+  t.equal(code, 2, 'missing --config exits 2');
+  t.match(stderr, 'wardgate: missing --config FILE', 'says what is missing');
+  t.match(stderr, 'Usage:', 'prints the usage');
+});
+
+/** Occupies a loopback port for the duration of a test. */
+async function occupy(t: Test): Promise<number> {
+  const server: Server = createServer((socket) => socket.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const address = server.address();
+  return typeof address === 'object' && address ? address.port : 0;
+}
+
+t.test('start on a main port already in use exits 1 naming the address and listener', async (t) => {
+  const busy = await occupy(t);
+  const adminPort = await freePort();
+  const file = writeTempConfig(configText(busy, adminPort));
+  const { code, stderr } = await run(['start', '--config', file]);
+  t.equal(code, 1, 'a listener that cannot bind is a runtime failure: exit 1');
+  t.equal(stderr, `wardgate: cannot listen on 127.0.0.1:${busy} (http listener): EADDRINUSE\n`, 'the message names address, listener and cause');
+  t.notOk(await isListening(adminPort), 'the admin listener was not left running');
+});
+
+t.test('start on an admin port already in use exits 1 naming the admin address', async (t) => {
+  const busy = await occupy(t);
+  const httpPort = await freePort();
+  const file = writeTempConfig(configText(httpPort, busy));
+  const { code, stderr } = await run(['start', '--config', file]);
+  t.equal(code, 1, 'an admin listener that cannot bind is a runtime failure: exit 1');
+  t.equal(stderr, `wardgate: cannot listen on 127.0.0.1:${busy} (admin listener): EADDRINUSE\n`, 'the message names the admin address');
+  t.notOk(await isListening(httpPort), 'the main listener it had opened was closed again');
+});
+
+t.test('start in worker mode on a main port already in use exits 1 naming the address', async (t) => {
+  const busy = await occupy(t);
+  const adminPort = await freePort();
+  const file = writeTempConfig(configText(busy, adminPort).replace('workers: 1', 'workers: 2'));
+  const { code, stderr } = await run(['start', '--config', file]);
+  t.equal(code, 1, 'workers that cannot bind make the whole cluster exit 1');
+  t.match(stderr, `cannot listen on 127.0.0.1:${busy} (http listener): EADDRINUSE`, 'the message names the address');
+  t.notOk(await isListening(adminPort), 'the primary closed its admin listener');
+});
+
+t.test('--version prints the package.json version', async (t) => {
+  const long = await EARLY.version;
+  t.equal(long.code, 0, '--version exits 0');
+  t.equal(long.stdout, `${PACKAGE_VERSION}\n`, '--version prints exactly the package.json version');
+  const short = await EARLY.versionShort;
+  t.equal(short.stdout, `${PACKAGE_VERSION}\n`, '-v is the same');
+});
+
+t.test('--help prints usage and exits 0', async (t) => {
+  const { code, stdout } = await EARLY.help;
+  t.equal(code, 0, '--help exits 0');
+  t.match(stdout, `wardgate ${PACKAGE_VERSION}:`, 'usage starts with name and version');
+  t.match(stdout, 'wardgate check-config FILE', 'usage lists the commands');
+});
+
+t.test('no command prints usage and exits 2', async (t) => {
+  const { code, stdout } = await EARLY.none;
+  t.equal(code, 2, 'no command is bad usage: exit 2');
+  t.match(stdout, 'Usage:', 'usage is printed');
+});
+
+t.test('an unknown command exits 2 with a message and usage', async (t) => {
+  const { code, stdout, stderr } = await EARLY.unknownCommand;
+  t.equal(code, 2, 'unknown command exits 2');
+  t.equal(stdout, '', 'nothing on stdout');
+  t.match(stderr, /^wardgate: unknown command "frobnicate"\n/, 'stderr names the unknown command first');
+  t.match(stderr, 'Usage:\n  wardgate start --config FILE', 'then prints the usage');
+});
+
+t.test('an unknown option exits 2 with usage', async (t) => {
+  const { code, stderr } = await EARLY.unknownOption;
+  t.equal(code, 2, 'unknown option exits 2');
+  t.match(stderr, "Unknown option '--frobnicate'", 'names the option');
+  t.match(stderr, 'Usage:', 'prints the usage');
+});
