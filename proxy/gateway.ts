@@ -72,7 +72,8 @@ export async function startGateway({ config, logger, admin }: GatewayOptions): P
     router,
     tunnels,
     metrics,
-    accessLog: config.log.access ? logger.child({ kind: 'access' }) : undefined,
+    // The access log is its own switch: a quiet `log.level` must not silence it.
+    accessLog: config.log.access ? logger.child({ kind: 'access' }, { level: 'info' }) : undefined,
     trustedProxies: trustedProxyList(config.trustedProxies),
     state,
   });

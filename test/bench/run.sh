@@ -77,7 +77,7 @@ RAW="$TMP/raw"
 mkdir -p "$RAW"
 
 # Every process is started in its own session (setsid), so its pid is also its process
-# group and stopping it ends its children too (wardgate's workers, nginx's worker).
+# group and stopping it ends its children too (wardgate's cluster workers).
 PIDS=()
 # Live (non-zombie) processes in group $1: a zombie leader must not count as running.
 group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'; }
@@ -168,6 +168,7 @@ EOF
 
 # Anything else running on this small machine skews every figure: record the load.
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+awk '{ exit !($1 > 0.5) }' /proc/loadavg && log "warning: load average is ${LOAD_START%% *} before starting; figures will be skewed"
 UPSTREAM_PORT="$(free_port)"
 {
   nginx_common upstream
@@ -244,6 +245,8 @@ routes:
       url: "$UPSTREAM"
 EOF
       # stdout is the JSON access log, one line per request: written to a real file.
+      # The access log is written whatever log.level says; the line count check below
+      # makes sure a run that logged nothing is never reported.
       local cpu=0; [ "$workers" = 1 ] || cpu=-
       start "$tag" "$cpu" node "$ROOT/dist/proxy/cli.js" start --config "$TMP/$tag.yaml"
       wait_200 "$STARTED_PID" "http://127.0.0.1:$admin_port/readyz" || return 1
@@ -289,10 +292,14 @@ for round in $(seq 1 "$ROUNDS"); do
       echo "exited during the run" >>"$RAW/$tag.failed"
       log "  $name exited during the run"
     fi
+    stop "$STARTED_PID" # first, so the access log's buffered tail is flushed
     if [[ "$name" == wardgate-* ]]; then
-      log "  access log: $(wc -l <"$TMP/$tag.out") lines, $(du -h "$TMP/$tag.out" | cut -f1)"
+      # The access log must really have been written, else wardgate ran cheaper than deployed.
+      lines="$(grep -c '"kind":"access"' "$TMP/$tag.out" || true)"
+      per_pid="$(grep '"kind":"access"' "$TMP/$tag.out" | grep -o '"pid":[0-9]*' | sort | uniq -c | awk '{ printf "%s%s", sep, $1; sep = "/" }' || true)"
+      log "  access log: $lines lines, $(du -h "$TMP/$tag.out" | cut -f1) (per process: ${per_pid:-none})"
+      [ "${lines:-0}" -gt 0 ] || echo "wrote no access log lines" >>"$RAW/$tag.failed"
     fi
-    stop "$STARTED_PID"
     rm -f "$TMP/$tag.out" # the access log is only there to be paid for
   done
 done
