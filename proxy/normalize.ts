@@ -152,8 +152,21 @@ export function canonicalPath(path: string): string | undefined {
 
 const HOST = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/;
 
+// Clients send the same few Host values over and over; remember their canonical forms.
+// Bounded, and simply emptied when full, so varied Host headers cannot grow it.
+const HOST_CACHE_LIMIT = 1024;
+const hostCache = new Map<string, string | undefined>();
+
 /** Lower-cased host without port or trailing dot, or undefined when malformed. */
 export function canonicalHost(authority: string): string | undefined {
+  if (hostCache.has(authority)) return hostCache.get(authority);
+  const host = parseHost(authority);
+  if (hostCache.size >= HOST_CACHE_LIMIT) hostCache.clear();
+  hostCache.set(authority, host);
+  return host;
+}
+
+function parseHost(authority: string): string | undefined {
   const match = HOST.exec(authority);
   if (!match || (match[3] !== undefined && Number(match[3]) > 65535)) return undefined;
   if (match[1] !== undefined) return `[${match[1].toLowerCase()}]`;

@@ -4,7 +4,7 @@ import type { BlockList, Socket } from 'node:net';
 import type { Logger } from './logger.js';
 import { beginExchange, type Exchange, type Response } from './exchange.js';
 import { upstreamRequestHeaders } from './forward/headers.js';
-import { forwardHttp, recordUpstreamFailure } from './forward/http.js';
+import { forwardHttp, recordUpstreamFailure, type UpstreamAttempt } from './forward/http.js';
 import { statusForUpstreamError } from './forward/upstream-error.js';
 import type { UpgradeOutcome, WebSocketTunnels } from './forward/websocket.js';
 import { UNROUTED, type Metrics } from './metrics.js';
@@ -106,7 +106,7 @@ export function createPipeline(deps: PipelineDeps) {
     // Node detaches the socket from the request once the exchange is over; keep our own.
     const socket = req.socket;
     const bytesBefore = socket.bytesWritten;
-    let abort: (() => void) | undefined;
+    let attempt: UpstreamAttempt | undefined;
     state.inFlight++;
     res.once('close', () => {
       state.inFlight--;
@@ -118,7 +118,7 @@ export function createPipeline(deps: PipelineDeps) {
         if (ex.upstreamError) status = statusForUpstreamError(ex.upstreamError);
         else {
           ex.clientGone = true;
-          abort?.();
+          attempt?.abort();
           status = idleTimedOut(socket) ? 408 : 499;
         }
       }
@@ -133,7 +133,7 @@ export function createPipeline(deps: PipelineDeps) {
     });
     if (!route) return;
     socket.setTimeout(route.timeouts.idle);
-    abort = forwardHttp(ex, res, route, upstreamHeaders(ex, route), metrics);
+    attempt = forwardHttp(ex, res, route, upstreamHeaders(ex, route), metrics);
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {

@@ -20,7 +20,8 @@ const SET_BY_WARDGATE = new Set([
 const SET_BY_WARDGATE_PREFIXES = ['x-wardgate-', 'x-forwarded-', 'x-auth-request-'];
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
+  // The common values name no extra header; skip the parsing on the hot path.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return undefined;
   const tokens = new Set<string>();
   for (const part of Array.isArray(value) ? value : [value]) {
     for (const token of part.split(',')) {

@@ -11,6 +11,7 @@
 #   http-proxy-3  http-proxy-3.mjs: what Node users deploy today
 #   wardgate-1w   wardgate (dist/proxy/cli.js start) with workers: 1, access log on, to a file
 #   wardgate-2w   the same with workers: 2
+#   wardgate-1w-nolog  wardgate-1w with log.access: false, to show what the access log costs
 # It prints req/s, p50 and p99 (medians over the rounds) and each one's ratio to undici-bare,
 # and saves the table in test/bench/results/ (gitignored). Target: wardgate-1w >= 0.9x undici-bare.
 #
@@ -24,7 +25,7 @@
 #   BENCH_ROUNDS      rounds (default 3)
 #   BENCH_DURATION    seconds measured per contender per round (default 10)
 #   BENCH_WARMUP      seconds of discarded warm-up (default 2)
-#   BENCH_CONTENDERS  space-separated subset, in order (default: all five above)
+#   BENCH_CONTENDERS  space-separated subset, in order (default: all six above)
 #   BENCH_SKIP_BUILD  1 to use the existing dist/ instead of running npm run build
 #
 # Needs nginx, wrk and taskset (Debian: apt-get install -y nginx-light wrk util-linux).
@@ -33,7 +34,7 @@ set -euo pipefail
 ROUNDS="${BENCH_ROUNDS:-3}"
 DURATION="${BENCH_DURATION:-10}"
 WARMUP="${BENCH_WARMUP:-2}"
-CONTENDERS="${BENCH_CONTENDERS:-nginx-proxy undici-bare http-proxy-3 wardgate-1w wardgate-2w}"
+CONTENDERS="${BENCH_CONTENDERS:-nginx-proxy undici-bare http-proxy-3 wardgate-1w wardgate-2w wardgate-1w-nolog}"
 HOST_HEADER="bench.localhost" # wardgate routes by Host; the baselines ignore it
 NGINX="${NGINX:-/usr/sbin/nginx}"
 
@@ -59,7 +60,7 @@ fi
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs for the pinning (CPU 0 and 1)"
 
 for c in $CONTENDERS; do
-  case "$c" in nginx-proxy|undici-bare|http-proxy-3|wardgate-1w|wardgate-2w) ;; *) die "unknown contender $c" ;; esac
+  case "$c" in nginx-proxy|undici-bare|http-proxy-3|wardgate-1w|wardgate-2w|wardgate-1w-nolog) ;; *) die "unknown contender $c" ;; esac
 done
 
 if [[ " $CONTENDERS " == *" wardgate-"* ]] && [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
@@ -226,8 +227,9 @@ EOF
       ;;
     undici-bare) start "$tag" 0 node "$HERE/bare-undici.mjs" "$UPSTREAM" "$PORT" ;;
     http-proxy-3) start "$tag" 0 node "$HERE/http-proxy-3.mjs" "$UPSTREAM" "$PORT" ;;
-    wardgate-1w|wardgate-2w)
-      local workers="${name#wardgate-}"; workers="${workers%w}"
+    wardgate-1w|wardgate-2w|wardgate-1w-nolog)
+      local workers="${name#wardgate-}"; workers="${workers%%w*}"
+      local access=true; [[ "$name" == *-nolog ]] && access=false
       local admin_port; admin_port="$(free_port)"
       cat >"$TMP/$tag.yaml" <<EOF
 listen:
@@ -237,7 +239,7 @@ admin:
 workers: $workers
 log:
   level: warn
-  access: true
+  access: $access
 routes:
   - id: bench
     host: $HOST_HEADER
@@ -293,7 +295,7 @@ for round in $(seq 1 "$ROUNDS"); do
       log "  $name exited during the run"
     fi
     stop "$STARTED_PID" # first, so the access log's buffered tail is flushed
-    if [[ "$name" == wardgate-* ]]; then
+    if [[ "$name" == wardgate-* && "$name" != *-nolog ]]; then
       # The access log must really have been written, else wardgate ran cheaper than deployed.
       lines="$(grep -c '"kind":"access"' "$TMP/$tag.out" || true)"
       per_pid="$(grep '"kind":"access"' "$TMP/$tag.out" | grep -o '"pid":[0-9]*' | sort | uniq -c | awk '{ printf "%s%s", sep, $1; sep = "/" }' || true)"
