@@ -27,7 +27,7 @@ export interface TestUpstream {
 export type UpstreamHandler = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest) => void;
 
 /** Echoes what it received as JSON. */
-export const echo: UpstreamHandler = (req, res, seen) => {
+export const echo: UpstreamHandler = (_req, res, seen) => {
   const body = JSON.stringify({ method: seen.method, url: seen.url, headers: seen.headers, bodyBytes: seen.bodyBytes });
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);

@@ -2,6 +2,7 @@ import { request } from 'node:http';
 import t from 'tap';
 import { WebSocket } from 'ws';
 import { freePort, spawnWardgate, waitFor200, type WardgateProcess } from '../helpers/process.js';
+import { until, within } from '../helpers/wait.js';
 
 /*
  * The README's demo works as documented: `wardgate demo` starts the four sample apps and
@@ -11,30 +12,6 @@ import { freePort, spawnWardgate, waitFor200, type WardgateProcess } from '../he
  */
 
 t.setTimeout(60_000);
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `cond` every 20 ms until it holds; fails after `ms` naming `what`. The loop itself stops at the deadline. */
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** `promise`, or a rejection naming `what` after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface Answer {
   status: number;

@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import { WebSocket, WebSocketServer } from 'ws';
 import { freePort, spawnWardgate, waitFor200, writeTempConfig, type WardgateProcess } from '../helpers/process.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { sleep, until, within } from '../helpers/wait.js';
 
 /*
  * Graceful shutdown of a real wardgate process on SIGTERM: it stops accepting at once,
@@ -16,30 +17,6 @@ t.setTimeout(90_000);
 const HOST = 'app.test';
 const SLOW_MS = 1000;
 const SLOW_BODY = Buffer.alloc(256 * 1024, 'in-flight-response-');
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Resolves when `cond` holds; fails after `ms` naming `what`. */
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-/** `promise`, or a rejection naming `what` after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface Running {
   proc: WardgateProcess;
@@ -137,7 +114,7 @@ t.test('SIGTERM with a request in flight: it completes, new connections are refu
   const { proc, port, adminPort } = await startWardgate(t, upstream.url, '10s');
 
   const inFlight = get(port, '/slow');
-  await waitFor(() => upstream.seen.length === 1, 5000, 'the slow request to reach the upstream');
+  await until(() => upstream.seen.length === 1, 5000, 'the slow request to reach the upstream');
   const signalledAt = Date.now();
   proc.child.kill('SIGTERM');
 
@@ -168,7 +145,7 @@ t.test('a request still in flight at the drain deadline is cut off and wardgate 
   const { proc, port } = await startWardgate(t, upstream.url, '1s');
 
   const inFlight = get(port, '/hang');
-  await waitFor(() => upstream.seen.length === 1, 5000, 'the hanging request to reach the upstream');
+  await until(() => upstream.seen.length === 1, 5000, 'the hanging request to reach the upstream');
   const signalledAt = Date.now();
   proc.child.kill('SIGTERM');
 
@@ -223,7 +200,7 @@ t.test('an open WebSocket through wardgate gets a 1001 close frame on SIGTERM', 
     ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade answered ${res.statusCode}`)));
   }), 5000, 'the WebSocket to open through wardgate');
   ws.send('ping');
-  await waitFor(() => messages.includes('echo: ping'), 5000, 'the echo of a client message');
+  await until(() => messages.includes('echo: ping'), 5000, 'the echo of a client message');
   // The greeting is sent by the upstream the moment the upgrade completes, so it can
   // arrive in the same read as the 101 response: it must still reach the client, first.
   t.same(messages, ['hello from upstream', 'echo: ping'],

@@ -3,6 +3,7 @@ import { request, type IncomingMessage } from 'node:http';
 import t from 'tap';
 import { freePort, spawnWardgate, waitFor200, writeTempConfig } from '../helpers/process.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { sleep } from '../helpers/wait.js';
 
 /*
  * Bodies stream through wardgate in both directions with backpressure: a 1 GiB upload and
@@ -287,7 +288,6 @@ const STALL_SIZE = 256 * MiB;
 /** A sender still moving this much in 600 ms is not being held back. */
 const PLATEAU_SLACK = 1 * MiB;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 t.test('a client that stops reading holds the upstream back (download backpressure)', async (t) => {
   let stalled: Promise<{ ahead: number; moved: number }> | undefined;

@@ -5,6 +5,7 @@ import t from 'tap';
 import { WebSocket, WebSocketServer } from 'ws';
 import { sample, startTestGateway } from '../helpers/gateway.js';
 import { rawRequest } from '../helpers/raw.js';
+import { until, within } from '../helpers/wait.js';
 
 /*
  * WebSockets through a real in-process wardgate, to real `ws` upstreams and real `ws`
@@ -14,28 +15,6 @@ import { rawRequest } from '../helpers/raw.js';
  */
 
 const MiB = 1 << 20;
-
-/** Resolves when `cond` holds; fails after `ms` with `what`. */
-async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms}ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/** `promise`, or a rejection naming `what` after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms}ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Deterministic bytes, so a corrupted or shifted message cannot pass a comparison. */
 function pattern(n: number): Buffer {
@@ -312,7 +291,7 @@ t.test('an upgrade is proxied: messages both ways, identity headers stripped, fo
   t.equal(h.upgrade, 'websocket', 'the upstream is asked for a websocket upgrade');
 
   // The access log has the 101 for this very upgrade, under the id the upstream saw.
-  await waitFor(() => wg.access().some((l) => l.reqId === h['x-request-id']), 2000, 'the access-log line of the upgrade');
+  await until(() => wg.access().some((l) => l.reqId === h['x-request-id']), 2000, 'the access-log line of the upgrade');
   const line = wg.access().find((l) => l.reqId === h['x-request-id'])!;
   t.equal(line.status, 101, 'the access log records the upgrade with status 101');
   t.equal(line.route, 'ws-main', 'the access log names the route');
@@ -362,7 +341,7 @@ t.test('upgrades are refused by the same pipeline as other requests, and nothing
     t.notMatch(res.head, /sec-websocket-accept/i, `${c.name}: no handshake was completed`);
     t.equal(upstream.accepted(), acceptedBefore, `${c.name}: the upstream accepted no TCP connection`);
     t.equal(upstream.handshakes.length, handshakesBefore, `${c.name}: the upstream saw no handshake`);
-    await waitFor(() => wg.access().some((l) => l.status === c.status && l.reason === c.reason), 2000, `the access-log line for ${c.name}`);
+    await until(() => wg.access().some((l) => l.status === c.status && l.reason === c.reason), 2000, `the access-log line for ${c.name}`);
     t.pass(`${c.name}: the refusal is in the access log with status ${c.status} and reason ${c.reason}`);
   }
 });
@@ -376,7 +355,7 @@ t.test('a websocket upgrade with a method other than GET is answered and recorde
   t.ok(res.status >= 400 && res.status < 500, `the client gets a 4xx answer (got ${res.status || 'no response at all'})`);
   t.match(res.body, /"reason":"[a-z-]+"/, 'with a reason code');
   t.equal(upstream.accepted(), acceptedBefore, 'the upstream accepted no TCP connection');
-  const logged = await waitFor(() => wg.access().some((l) => l.method === 'POST' && l.path === '/post-upgrade'), 1000, 'an access-log line')
+  const logged = await until(() => wg.access().some((l) => l.method === 'POST' && l.path === '/post-upgrade'), 1000, 'an access-log line')
     .then(() => true, () => false);
   t.ok(logged, 'the refused upgrade is in the access log');
 });
@@ -397,14 +376,14 @@ t.test('an unreachable upstream: 502 and a connect_refused error counted', async
   t.equal(status, 502, 'the client gets 502 Bad Gateway');
   const errorsAfter = sample(await wg.metrics(), 'wardgate_upstream_errors_total', { route: 'ws-dead', kind: 'connect_refused' });
   t.equal(errorsAfter, errorsBefore + 1, 'wardgate_upstream_errors_total{route="ws-dead",kind="connect_refused"} went up by one');
-  await waitFor(() => wg.access().some((l) => l.route === 'ws-dead' && l.status === 502), 2000, 'the access-log line of the failed upgrade');
+  await until(() => wg.access().some((l) => l.route === 'ws-dead' && l.status === 502), 2000, 'the access-log line of the failed upgrade');
   const line = wg.access().find((l) => l.route === 'ws-dead' && l.status === 502)!;
   t.equal(line.upstreamError, 'connect_refused', 'the access log says why the upgrade failed');
 });
 
 t.test('closeWebSockets ends every tunnel on one route with the given code, and only there', async (t) => {
   const openOn = async (route: string): Promise<number> => sample(await wg.metrics(), 'wardgate_websockets_open', { route }) ?? 0;
-  await waitFor(async () => (await openOn('ws-main')) === 0, 3000, 'earlier ws-main tunnels to be gone');
+  await until(async () => (await openOn('ws-main')) === 0, 3000, 'earlier ws-main tunnels to be gone');
   const a1 = await openClient(wg.port, 'ws.test', '/one');
   const a2 = await openClient(wg.port, 'ws.test', '/two');
   const b = await openClient(wg.port, 'other.test', '/three');
@@ -428,7 +407,7 @@ t.test('closeWebSockets ends every tunnel on one route with the given code, and 
   b.ws.send('after');
   t.equal((await b.nextMessage('an echo on the other route after the close')).data.toString(), 'after', 'and still carries messages');
   t.equal(wg.gateway.closeWebSockets('ws-nothing-open', 1008, 'access ended'), 0, 'a route with no tunnels closes none');
-  await waitFor(async () => (await openOn('ws-main')) === 0, 3000, 'the ws-main gauge to drop to 0');
+  await until(async () => (await openOn('ws-main')) === 0, 3000, 'the ws-main gauge to drop to 0');
   t.pass('wardgate_websockets_open{route="ws-main"} drops to 0 once the closed tunnels are gone');
   t.equal(await openOn('ws-other'), 1, 'wardgate_websockets_open{route="ws-other"} still counts the tunnel left open');
   b.ws.close();
@@ -448,7 +427,7 @@ t.test('closing while the upstream is mid-frame: the frame is finished, then a c
   // now certainly inside the frame.
   const base = client.socket.bytesRead;
   server.socket.write(Buffer.concat([header, payload.subarray(0, MiB)]));
-  await waitFor(() => client.socket.bytesRead >= base + header.length + MiB, 5000, 'the first MiB to reach the client');
+  await until(() => client.socket.bytesRead >= base + header.length + MiB, 5000, 'the first MiB to reach the client');
   t.equal(client.messages.length, 0, 'the message is not complete yet: wardgate is mid-frame');
 
   t.equal(wg.gateway.closeWebSockets('ws-split', 1008, 'access ended'), 1, 'one tunnel closed on ws-split');
@@ -472,7 +451,7 @@ t.test('closing while ws is sending an 8 MiB message', async (t) => {
   const payload = pattern(8 * MiB);
   const base = client.socket.bytesRead;
   server.ws.send(payload, { binary: true });
-  await waitFor(() => client.socket.bytesRead >= base + 512 * 1024, 5000, 'part of the message to reach the client');
+  await until(() => client.socket.bytesRead >= base + 512 * 1024, 5000, 'part of the message to reach the client');
   t.equal(wg.gateway.closeWebSockets('ws-big', 1008, 'access ended'), 1, 'one tunnel closed on ws-big');
 
   const closed = await within(client.closed, 10_000, 'the client to be closed');
@@ -489,10 +468,10 @@ t.test('wardgate_websockets_open follows a tunnel from open to closed', async (t
   const open = async (): Promise<number | undefined> => sample(await wg.metrics(), 'wardgate_websockets_open', { route: 'ws-gauge' });
   t.equal((await open()) ?? 0, 0, 'no tunnel on ws-gauge before the test');
   const client = await openClient(wg.port, 'gauge.test', '/live');
-  await waitFor(async () => (await open()) === 1, 2000, 'the gauge to read 1');
+  await until(async () => (await open()) === 1, 2000, 'the gauge to read 1');
   t.equal(await open(), 1, 'wardgate_websockets_open{route="ws-gauge"} is 1 while the socket is open');
   client.ws.close(1000);
   await within(client.closed, 5000, 'the client to close');
-  await waitFor(async () => (await open()) === 0, 3000, 'the gauge to read 0');
+  await until(async () => (await open()) === 0, 3000, 'the gauge to read 0');
   t.equal(await open(), 0, 'wardgate_websockets_open{route="ws-gauge"} is 0 after it closed');
 });

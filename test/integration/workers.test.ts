@@ -5,6 +5,7 @@ import t from 'tap';
 import { sample } from '../helpers/gateway.js';
 import { freePort, spawnWardgate, waitFor200, writeTempConfig, type WardgateProcess } from '../helpers/process.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { until, within } from '../helpers/wait.js';
 
 /*
  * Worker mode as operators run it: `workers: 2` forks two processes sharing the main
@@ -19,30 +20,6 @@ const HOST = 'app.test';
 const ROUTE = 'app';
 const REQUESTS = 200;
 const CONCURRENCY = 8;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `cond` every 20 ms until it holds; fails after `ms` naming `what`. The loop itself stops at the deadline. */
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** `promise`, or a rejection naming `what` after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface Answer {
   status: number;

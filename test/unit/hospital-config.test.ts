@@ -1,10 +1,9 @@
-import t from 'tap';
-import { makePki } from '../helpers/pki.js';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { makePki } from '../helpers/pki.js';
+import t from 'tap';
 import { parseConfig } from '../../config/loader.js';
 import { ConfigError } from '../../proxy/errors.js';
 
