@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import type { BlockList } from 'node:net';
+import type { BlockList, Socket } from 'node:net';
 import type { CanonicalRequest } from './normalize.js';
 import type { UpstreamErrorKind } from './metrics.js';
 import type { CompiledRoute } from './routes.js';
