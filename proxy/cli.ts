@@ -9,6 +9,7 @@ import { startDemoUpstreams } from './demo/upstreams.js';
 import { WardgateError } from './errors.js';
 import { startGateway } from './gateway.js';
 import { createLogger, type Logger } from './logger.js';
+import { stopSignal } from './stop-signal.js';
 import { PACKAGE_ROOT, VERSION } from './version.js';
 
 const USAGE = `wardgate ${VERSION}: zero trust access proxy for clinical applications
@@ -40,14 +41,8 @@ async function serve(file: string, config: WardgateConfig, logger: Logger, flush
   }
   const gateway = await startGateway({ config, logger, admin: true });
   logger.info({ ports: gateway.ports, routes: config.routes.length }, 'wardgate started');
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      logger.info({ signal }, 'shutting down');
-      gateway.shutdown().then(resolve, resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  await stopSignal(logger);
+  await gateway.shutdown();
   flush();
 }
 

@@ -4,6 +4,8 @@ import type { WardgateConfig } from '../config/schema.js';
 import { startAdminServer } from './admin/server.js';
 import { StartupError } from './errors.js';
 import { startGateway, type Gateway } from './gateway.js';
+import { closeNow } from './listen.js';
+import { stopSignal } from './stop-signal.js';
 import type { Logger } from './logger.js';
 
 /*
@@ -79,8 +81,7 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
     const killer = setTimeout(() => workers.forEach((w) => w.process.kill('SIGKILL')), config.shutdown.drainTimeout + 5_000);
     await exited;
     clearTimeout(killer);
-    admin.closeAllConnections();
-    await new Promise<void>((resolve) => admin.close(() => resolve()));
+    await closeNow(admin);
   };
 
   for (let i = 0; i < config.workers; i++) fork();
@@ -92,14 +93,8 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
   }
   logger.info({ workers: config.workers, admin: `${config.admin.listen.host}:${config.admin.listen.port}` }, 'wardgate started');
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      logger.info({ signal }, 'shutting down');
-      stopWorkers().then(resolve, resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  await stopSignal(logger);
+  await stopWorkers();
 }
 
 /** Runs in a worker: serves the main listeners until the primary says stop. */

@@ -5,7 +5,7 @@ import type { WardgateConfig } from '../config/schema.js';
 import { startAdminServer } from './admin/server.js';
 import { UpstreamSet } from './forward/upstream.js';
 import { WebSocketTunnels } from './forward/websocket.js';
-import { listen } from './listen.js';
+import { closeNow, listen } from './listen.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createPipeline, markIdleTimeout, type PipelineState } from './pipeline.js';
@@ -99,6 +99,7 @@ export async function startGateway({ config, logger, admin }: GatewayOptions): P
     return typeof address === 'object' && address ? address.port : 0;
   };
 
+  let adminServer: Server | undefined;
   try {
     if (config.listen.http) {
       const server = wire(createHttpServer(SERVER_OPTIONS));
@@ -118,24 +119,20 @@ export async function startGateway({ config, logger, admin }: GatewayOptions): P
       await listen(server, address, 'https');
       ports.https = portOf(server);
     }
+    if (admin) {
+      adminServer = await startAdminServer(config.admin.listen, {
+        metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+        healthy: () => true,
+        ready: () => !state.draining,
+      });
+      ports.admin = portOf(adminServer);
+    }
   } catch (err) {
-    for (const server of servers) server.close();
+    // A listener that could not start: release what did start, so nothing is left bound.
+    await Promise.all(servers.map(closeNow));
     await upstreams.close(true);
     throw err;
   }
-
-  const adminServer = admin
-    ? await startAdminServer(config.admin.listen, {
-      metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-      healthy: () => true,
-      ready: () => !state.draining,
-    }).catch(async (err: unknown) => {
-      for (const server of servers) server.close();
-      await upstreams.close(true);
-      throw err;
-    })
-    : undefined;
-  if (adminServer) ports.admin = portOf(adminServer);
 
   let shutdown: Promise<void> | undefined;
   const drain = async (): Promise<void> => {
@@ -151,10 +148,7 @@ export async function startGateway({ config, logger, admin }: GatewayOptions): P
     const abandoned = state.inFlight;
     for (const server of servers) server.closeAllConnections();
     await Promise.all([closed, upstreams.close(abandoned > 0)]);
-    if (adminServer) {
-      adminServer.closeAllConnections();
-      await new Promise<void>((resolve) => adminServer.close(() => resolve()));
-    }
+    if (adminServer) await closeNow(adminServer);
     logger.info({ abandoned }, 'stopped');
   };
 

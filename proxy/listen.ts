@@ -15,3 +15,11 @@ export function listen(server: Server, address: ListenAddress, name: string): Pr
     });
   });
 }
+
+/** Closes a server and every connection it still has, keep-alive ones included. */
+export function closeNow(server: Server & { closeAllConnections?: () => void }): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections?.();
+  });
+}

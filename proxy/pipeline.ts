@@ -4,8 +4,8 @@ import type { BlockList, Socket } from 'node:net';
 import type { Logger } from './logger.js';
 import { beginExchange, type Exchange, type Response } from './exchange.js';
 import { upstreamRequestHeaders } from './forward/headers.js';
-import { forwardHttp, recordUpstreamFailure, type UpstreamAttempt } from './forward/http.js';
-import { statusForUpstreamError } from './forward/upstream-error.js';
+import { forwardHttp, type UpstreamAttempt } from './forward/http.js';
+import { recordUpstreamFailure, statusForUpstreamError } from './forward/upstream-error.js';
 import type { UpgradeOutcome, WebSocketTunnels } from './forward/websocket.js';
 import { UNROUTED, type Metrics } from './metrics.js';
 import { normalizeRequest } from './normalize.js';
@@ -152,13 +152,7 @@ export function createPipeline(deps: PipelineDeps) {
     // A WebSocket handshake is a GET (RFC 6455); anything else is not one we pass on.
     if (req.method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return refuse(400, 'upgrade-not-supported');
     if (!route.websockets) return refuse(403, 'websockets-not-allowed');
-    tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route), (outcome: UpgradeOutcome) => {
-      if (outcome.error) {
-        ex.upstreamError = outcome.error;
-        ex.reason = outcome.status === 504 ? 'upstream-timeout' : 'upstream-unavailable';
-      }
-      finish(outcome.status);
-    });
+    tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route), (outcome: UpgradeOutcome) => finish(outcome.status));
   }
 
   /** Requests Node's parser could not read: answered here, never routed. */

@@ -2,11 +2,11 @@ import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Exchange, Response } from '../exchange.js';
-import type { Metrics, UpstreamErrorKind } from '../metrics.js';
+import type { Metrics } from '../metrics.js';
 import { sendRefusal } from '../pages/refusal.js';
 import type { CompiledRoute } from '../routes.js';
 import { downstreamResponseHeaders } from './headers.js';
-import { classifyUpstreamError, isStaleConnection, statusForUpstreamError } from './upstream-error.js';
+import { classifyUpstreamError, isStaleConnection, reasonForUpstreamStatus, recordUpstreamFailure } from './upstream-error.js';
 
 /*
  * Forwards one HTTP exchange with undici's `stream`: the request body is read from the
@@ -73,14 +73,6 @@ function onResponseStart({ statusCode, headers, opaque }: Dispatcher.StreamFacto
   return attempt.res;
 }
 
-/** Notes an upstream failure on the exchange and counts it; returns its kind. */
-export function recordUpstreamFailure(ex: Exchange, route: CompiledRoute, err: Error, metrics: Metrics): UpstreamErrorKind {
-  const kind = classifyUpstreamError(err);
-  ex.upstreamError = kind;
-  metrics.upstreamErrors.inc({ route: route.id, kind });
-  return kind;
-}
-
 function onFinished(this: UpstreamAttempt, err: Error | null): void {
   const { ex, res, route } = this;
   // Already accounted for: the client left, or the pipeline saw the response cut off.
@@ -93,15 +85,13 @@ function onFinished(this: UpstreamAttempt, err: Error | null): void {
     dispatch(this);
     return;
   }
-  recordUpstreamFailure(ex, route, err, this.metrics);
+  const status = recordUpstreamFailure(ex, route, err, this.metrics);
   if (res.headersSent) {
     // Too late for a status: cut the response so the client cannot mistake it for whole.
     res.destroy(err);
     return;
   }
-  const status = statusForUpstreamError(kind);
-  ex.reason = status === 504 ? 'upstream-timeout' : 'upstream-unavailable';
-  sendRefusal(res, { status, reason: ex.reason, requestId: ex.id }, ex.req.headers.accept);
+  sendRefusal(res, { status, reason: reasonForUpstreamStatus(status), requestId: ex.id }, ex.req.headers.accept);
 }
 
 function dispatch(attempt: UpstreamAttempt): void {

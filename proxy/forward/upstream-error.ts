@@ -1,4 +1,6 @@
-import type { UpstreamErrorKind } from '../metrics.js';
+import type { Exchange } from '../exchange.js';
+import type { Metrics, UpstreamErrorKind } from '../metrics.js';
+import type { CompiledRoute } from '../routes.js';
 
 /*
  * Maps what undici and Node report into a small, stable set of kinds: a metric label, a
@@ -40,4 +42,19 @@ export function statusForUpstreamError(kind: UpstreamErrorKind): 502 | 504 {
 /** Whether a failure looks like a keep-alive connection the upstream had already closed. */
 export function isStaleConnection(kind: UpstreamErrorKind): boolean {
   return kind === 'reset';
+}
+
+/** The reason code a client sees for a failure with `status`. */
+export function reasonForUpstreamStatus(status: 502 | 504): 'upstream-timeout' | 'upstream-unavailable' {
+  return status === 504 ? 'upstream-timeout' : 'upstream-unavailable';
+}
+
+/** Notes an upstream failure on the exchange (kind and reason) and counts it; returns its status. */
+export function recordUpstreamFailure(ex: Exchange, route: CompiledRoute, err: Error, metrics: Metrics): 502 | 504 {
+  const kind = classifyUpstreamError(err);
+  const status = statusForUpstreamError(kind);
+  ex.upstreamError = kind;
+  ex.reason = reasonForUpstreamStatus(status);
+  metrics.upstreamErrors.inc({ route: route.id, kind });
+  return status;
 }

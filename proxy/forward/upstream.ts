@@ -8,7 +8,6 @@ import type { RouteConfig } from '../../config/schema.js';
  */
 
 export interface Upstream {
-  readonly origin: string;
   readonly pool: Pool;
   /** Target for http-proxy-3 WebSocket upgrades: same origin, TLS and server name. */
   readonly wsTarget: URL;
@@ -37,7 +36,6 @@ function createUpstream(route: RouteConfig): Upstream {
     bodyTimeout: route.timeouts.body,
   });
   return {
-    origin: url.origin,
     pool,
     wsTarget: url,
     // WebSocket handshakes are single-use connections; an agent carries the TLS settings.

@@ -4,9 +4,9 @@ import { createProxyServer } from 'http-proxy-3';
 import type { Exchange } from '../exchange.js';
 import type { Metrics } from '../metrics.js';
 import type { CompiledRoute } from '../routes.js';
-import { classifyUpstreamError, statusForUpstreamError } from './upstream-error.js';
+import { writeRefusal } from '../pages/refusal.js';
+import { recordUpstreamFailure } from './upstream-error.js';
 import { FrameBoundaryTracker, closeFrame } from './ws-frames.js';
-import type { UpstreamErrorKind } from '../metrics.js';
 
 /*
  * WebSocket upgrades, proxied by http-proxy-3 once the pipeline has let them through.
@@ -14,10 +14,10 @@ import type { UpstreamErrorKind } from '../metrics.js';
  * now; revoked sessions and expired grants later) with a proper close frame.
  */
 
-/** The outcome of an upgrade attempt, for the record stage. */
-export type UpgradeOutcome =
-  | { status: number; error?: undefined }
-  | { status: number; error: UpstreamErrorKind };
+/** The outcome of an upgrade attempt, for the record stage; failures are already noted on the exchange. */
+export interface UpgradeOutcome {
+  status: number;
+}
 
 interface Tunnel {
   routeId: string;
@@ -94,14 +94,11 @@ export class WebSocketTunnels {
       agent: route.upstream.wsAgent,
       changeOrigin: !route.preserveHost,
     }, (err) => {
-      const kind = classifyUpstreamError(err);
-      this.metrics.upstreamErrors.inc({ route: route.id, kind });
-      const status = statusForUpstreamError(kind);
-      // http-proxy-3 ends the socket after this callback; answer first if nothing was sent.
-      if (tunnel.upstream === undefined && socket.writable) {
-        socket.write(`HTTP/1.1 ${status} ${status === 504 ? 'Gateway Timeout' : 'Bad Gateway'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-      }
-      report({ status, error: kind });
+      const status = recordUpstreamFailure(ex, route, err, this.metrics);
+      // Before the upgrade nothing has been sent: answer like any other refusal. After it,
+      // the socket speaks WebSocket and http-proxy-3 just ends it.
+      if (tunnel.upstream === undefined) writeRefusal(socket, { status, reason: ex.reason!, requestId: ex.id }, req.headers.accept);
+      report({ status });
     });
   }
 
