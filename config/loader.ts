@@ -105,7 +105,7 @@ function issuesToFaults(issues: readonly z.core.$ZodIssue[]): Fault[] {
   // An unknown key is reported at the key itself, so the location points at the typo.
   return issues.flatMap((issue): Fault[] => issue.code === 'unrecognized_keys'
     ? issue.keys.map((key) => ({ path: [...(issue.path as Segment[]), key], message: `unknown key "${key}"`, atKey: true }))
-    : [{ path: issue.path as Segment[], message: issue.message }]);
+    : [{ path: issue.path as Segment[], message: issue.message, atKey: issue.code === 'invalid_key' }]);
 }
 
 /** Parses and validates config text; `file` names it in errors and anchors relative paths. */
@@ -128,9 +128,14 @@ export function parseConfig(text: string, file: string): WardgateConfig {
   const baseDir = dirname(resolve(file));
   const faults: Fault[] = [];
   const substituted = substituteAll(raw, baseDir, [], faults);
-  if (faults.length > 0) fail(file, doc, lines, faults);
+  // Validate the rest even when a reference failed, so one round names every fault; what
+  // the schema says about an unresolved reference itself (or inside it) is only noise.
   const parsed = buildConfigSchema(baseDir).safeParse(substituted);
-  if (!parsed.success) fail(file, doc, lines, issuesToFaults(parsed.error.issues));
+  if (!parsed.success) {
+    const within = (path: Segment[], prefix: Segment[]): boolean => prefix.every((segment, i) => path[i] === segment);
+    faults.push(...issuesToFaults(parsed.error.issues).filter((f) => !faults.some((ref) => within(f.path, ref.path))));
+  }
+  if (faults.length > 0 || !parsed.success) fail(file, doc, lines, faults);
   return parsed.data;
 }
 

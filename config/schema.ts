@@ -102,9 +102,70 @@ const upstreamUrl = z.string({ error: 'expected an upstream URL such as https://
   return url;
 });
 
+const LOOPBACK_HOST = /^(?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.localhost|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\])$/;
+
+/** True for names that never leave the machine, where plain HTTP exposes nothing. */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_HOST.test(host);
+}
+
+/**
+ * An https URL, or http on loopback only: cookies, codes and tokens cross these URLs, and
+ * plain HTTP is acceptable only where nothing leaves the machine (the demo, tests).
+ */
+function secureUrl(what: string, example: string, originOnly: boolean) {
+  return z.string({ error: `expected ${what} such as ${example}` }).transform((text, ctx) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(text);
+    } catch {
+      url = undefined;
+    }
+    const shapeOk = url !== undefined && !url.username && !url.password && !url.search && !url.hash
+      && (!originOnly || url.pathname === '/' || url.pathname === '');
+    if (!url || !shapeOk || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+      ctx.addIssue({ code: 'custom', message: `expected ${what} such as ${example}${originOnly ? ' (no path, query or credentials)' : ' (no query or credentials)'}, got "${text}"` });
+      return z.NEVER;
+    }
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+      ctx.addIssue({ code: 'custom', message: `expected https: plain http is allowed only for localhost, got "${text}"` });
+      return z.NEVER;
+    }
+    return url;
+  });
+}
+
+const base64Key = z.string({ error: 'expected a 32-byte key in base64 (openssl rand -base64 32)' }).transform((text, ctx) => {
+  const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(text) ? Buffer.from(text, 'base64') : Buffer.alloc(0);
+  if (bytes.length !== 32) {
+    ctx.addIssue({ code: 'custom', message: `expected a 32-byte key in base64 (openssl rand -base64 32), got ${bytes.length} bytes` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+// RFC 6749 scope tokens and RFC 7230 header field names.
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Claim headers may not take over framing, credentials, or what wardgate itself sets.
+const RESERVED_HEADERS = new Set([
+  'host', 'authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'content-length', 'content-type',
+  'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'forwarded',
+  'x-real-ip', 'x-request-id', 'x-client-ip', 'remote-user', 'x-remote-user', 'x-remote-group', 'x-remote-groups',
+]);
+function isReservedHeader(lower: string): boolean {
+  return RESERVED_HEADERS.has(lower) || lower.startsWith('proxy-') || lower.startsWith('x-wardgate-')
+    || lower.startsWith('x-forwarded-') || lower.startsWith('sec-');
+}
+const JWS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
 export function buildConfigSchema(baseDir: string) {
   const certificate = pemFile(baseDir, 'certificate');
   const privateKey = pemFile(baseDir, 'private key');
+  const p256Key = privateKey.refine((pem) => {
+    const key = createPrivateKey(pem);
+    return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+  }, { error: 'expected an EC P-256 private key (ES256)' });
 
   const upstreamTls = z.strictObject({
     /** CA bundle that signs the upstream's certificate; the system store when absent. */
@@ -142,6 +203,36 @@ export function buildConfigSchema(baseDir: string) {
     }),
     timeouts: timeouts.default(DEFAULT_TIMEOUTS),
     websockets: z.boolean().default(false),
+    auth: z.strictObject({
+      /** How clients prove who they are; bearer needs identity.bearer. Default: session only. */
+      methods: z.array(z.enum(['session', 'bearer'])).min(1).optional(),
+      /** How strongly the user must have authenticated; weaker sessions are stepped up. */
+      require: z.strictObject({
+        /** The session's acr must be one of these (e.g. phr, phishing-resistant). */
+        acr: z.array(z.string().min(1)).min(1).optional(),
+        /** The session's amr must include every one of these (e.g. hwk, a hardware key). */
+        amr: z.array(z.string().min(1)).min(1).optional(),
+        /** The user authenticated at the IdP no longer ago than this. */
+        maxAge: duration.optional(),
+      }).default({}),
+      /** Plain headers with one claim each, for upstreams that cannot verify the assertion. */
+      claimHeaders: z.record(
+        z.string().regex(HEADER_NAME).transform((name) => name.toLowerCase()).refine((name) => !isReservedHeader(name)),
+        z.enum(['sub', 'email', 'name', 'groups', 'acr', 'amr']),
+        // Zod reports a bad record key as "Invalid key in record" unless the record says more.
+        {
+          error: (issue) => {
+            if (issue.code !== 'invalid_key') return undefined;
+            const name = String(issue.input);
+            return HEADER_NAME.test(name)
+              ? `${name} is a header wardgate sets, strips or needs for HTTP itself; choose another name, such as X-Epic-User`
+              : `expected an HTTP header name such as X-Epic-User, got "${name}"`;
+          },
+        },
+      ).default({}),
+      /** Send the client's Authorization header upstream (stripped by default). */
+      passAuthorization: z.boolean().default(false),
+    }).default({ require: {}, claimHeaders: {}, passAuthorization: false }),
   });
 
   const listenerTls = z.strictObject({
@@ -150,6 +241,39 @@ export function buildConfigSchema(baseDir: string) {
     key: privateKey,
     /** CA whose client certificates are requested (not required) so devices can identify. */
     clientCa: certificate.optional(),
+  });
+
+  const identity = z.strictObject({
+    /** The hospital's OIDC provider (discovery at issuer/.well-known/openid-configuration). */
+    issuer: secureUrl('an issuer URL', 'https://login.hospital.example', false),
+    clientId: z.string().min(1),
+    clientSecret: z.string().min(1),
+    scopes: z.array(z.string().regex(SCOPE_TOKEN, { error: 'expected an OAuth scope token' }))
+      .default(['openid', 'email', 'profile', 'groups', 'offline_access'])
+      .refine((scopes) => scopes.includes('openid'), { error: 'expected the scopes to include openid' }),
+    /** wardgate's own sign-in origin: the one redirect URI registered at the IdP lives here. */
+    authUrl: secureUrl('an origin', 'https://access.hospital.example', true),
+    /** 32-byte keys; the first seals cookies, all open them (rotation). Ephemeral when absent. */
+    cookieKeys: z.array(base64Key).min(1).optional(),
+    session: z.strictObject({
+      absoluteLifetime: duration.default(12 * 3_600_000),
+      /** Shared clinical workstations: an unattended session ends on its own. */
+      idleTimeout: duration.default(30 * 60_000),
+    }).default({ absoluteLifetime: 12 * 3_600_000, idleTimeout: 30 * 60_000 }),
+    assertion: z.strictObject({
+      /** EC P-256 keys; the first signs X-Wardgate-Assertion, all are published. Ephemeral when absent. */
+      keys: z.array(p256Key).min(1).optional(),
+      ttl: duration.default(60_000),
+    }).default({ ttl: 60_000 }),
+    /** Accept JWT access tokens from API clients (SMART on FHIR apps) for this audience. */
+    bearer: z.strictObject({
+      audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], {
+        error: (issue) => (issue.code === 'invalid_union' ? 'expected the audience API tokens are issued for (or a list of them), such as https://fhir.hospital.example/fhir' : undefined),
+      }),
+      algorithms: z.array(z.enum(JWS_ALGORITHMS)).min(1).default(['RS256', 'PS256', 'ES256']),
+    }).optional(),
+    /** Longest wait for any one request to the IdP. */
+    idpTimeout: duration.default(5_000),
   });
 
   return z.strictObject({
@@ -167,8 +291,29 @@ export function buildConfigSchema(baseDir: string) {
       access: z.boolean().default(true),
     }).default({ level: 'info', access: true }),
     shutdown: z.strictObject({ drainTimeout: duration.default(30_000) }).default({ drainTimeout: 30_000 }),
+    store: z.strictObject({
+      /** memory: in the process, shared by its workers over IPC. */
+      type: z.literal('memory').default('memory'),
+      maxEntries: z.number().int().min(1_000).default(1_000_000),
+    }).default({ type: 'memory', maxEntries: 1_000_000 }),
+    identity,
     routes: z.array(route).min(1, { error: 'expected at least one route' }),
   }).superRefine((config, ctx) => {
+    const authHost = config.identity.authUrl.hostname;
+    if (config.workers > 1) {
+      // Each worker would make up its own keys: cookies sealed by one could not be opened
+      // by another, and upstreams would see assertions signed by keys no JWKS publishes.
+      if (!config.identity.cookieKeys) ctx.addIssue({ code: 'custom', path: ['identity', 'cookieKeys'], message: 'expected cookieKeys when workers > 1 (openssl rand -base64 32)' });
+      if (!config.identity.assertion.keys) ctx.addIssue({ code: 'custom', path: ['identity', 'assertion', 'keys'], message: 'expected assertion keys when workers > 1 (openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt)' });
+    }
+    config.routes.forEach((r, index) => {
+      if (r.host === authHost) {
+        ctx.addIssue({ code: 'custom', path: ['routes', index, 'host'], message: `${r.host} is wardgate's sign-in host (identity.authUrl); give the route its own host` });
+      }
+      if (r.auth.methods?.includes('bearer') && !config.identity.bearer) {
+        ctx.addIssue({ code: 'custom', path: ['routes', index, 'auth', 'methods'], message: 'bearer needs identity.bearer (the audience API tokens are issued for)' });
+      }
+    });
     const ids = new Map<string, number>();
     const prefixes = new Map<string, string>();
     config.routes.forEach((r, index) => {

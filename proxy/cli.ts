@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/loader.js';
 import type { WardgateConfig } from '../config/schema.js';
 import { runPrimary, runWorker } from './cluster.js';
+import { startDemoIdentity } from './demo/identity.js';
 import { startDemoUpstreams } from './demo/upstreams.js';
 import { WardgateError } from './errors.js';
 import { startGateway } from './gateway.js';
@@ -90,16 +91,20 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const { file, config } = configOf(values.config ?? join(PACKAGE_ROOT, 'config', 'demo.yaml'));
       const { logger, flush } = createLogger(config.log.level);
+      const idp = await startDemoIdentity(config, (msg, fields) => logger.info({ ...fields, kind: 'demo-idp' }, msg));
       const upstreams = await startDemoUpstreams(config);
       const http = config.listen.http;
       if (http) {
         const hosts = config.routes.map((r) => `  http://${r.host}:${http.port}${r.paths[0] === '/' ? '/' : r.paths[0]}`);
-        process.stderr.write(`wardgate demo: open\n${hosts.join('\n')}\nadmin: http://${config.admin.listen.host}:${config.admin.listen.port}/metrics\n`);
+        process.stderr.write(`wardgate demo: open\n${hosts.join('\n')}\n`
+          + `sign in at the demo IdP (${idp.issuer}) as dr.alice, nurse.bob, rad.carol, vendor.dave or admin.erin\n`
+          + `admin: http://${config.admin.listen.host}:${config.admin.listen.port}/metrics\n`);
       }
       try {
         await serve(file, config, logger, flush);
       } finally {
         await upstreams.close();
+        await idp.close();
       }
       return 0;
     }

@@ -5,12 +5,16 @@ import { startAdminServer } from './admin/server.js';
 import { StartupError } from './errors.js';
 import { startGateway, type Gateway } from './gateway.js';
 import { closeNow } from './listen.js';
+import { IpcPeerSet, IpcStore, serveStore } from './store/ipc.js';
+import { MemoryStore } from './store/memory.js';
 import { stopSignal } from './stop-signal.js';
 import type { Logger } from './logger.js';
 
 /*
  * Worker mode: the primary forks `workers` processes that share the main listeners, and
  * serves the admin listener itself, aggregating every worker's metrics on each scrape.
+ * The primary also holds the memory store that the workers share over IPC, so a session
+ * made in one worker is known to all, and a revocation reaches all before it returns.
  * Workers that die are replaced; SIGTERM drains every worker before the primary exits.
  */
 
@@ -25,6 +29,14 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
   cluster.setupPrimary({ args: [...workerArgs, configFile], silent: false });
 
   const aggregator = new AggregatorRegistry();
+  const store = new MemoryStore({
+    max: config.store.maxEntries,
+    onHandlerError: (err, channel) => logger.error({ channel, err }, 'store subscriber failed'),
+  });
+  const peers = new IpcPeerSet();
+  const storeServer = serveStore(store, peers, {
+    onUndelivered: ({ peer, channel, reason, error }) => logger.warn({ workerPid: (peer as Worker).process?.pid, channel, reason, err: error }, 'a worker did not confirm a revocation'),
+  });
   const ready = new Set<Worker>();
   let draining = false;
   let started = false;
@@ -38,6 +50,7 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
 
   const fork = (): void => {
     const worker = cluster.fork();
+    peers.add(worker);
     worker.on('message', (message: WorkerMessage) => {
       if (message.type === 'ready') {
         ready.add(worker);
@@ -51,6 +64,7 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
     });
     worker.on('exit', (code, signal) => {
       ready.delete(worker);
+      peers.delete(worker);
       if (draining) return;
       if (!started) {
         failStart(new StartupError(`worker ${worker.process.pid} exited during start (code ${code}, signal ${signal})`));
@@ -81,6 +95,8 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
     const killer = setTimeout(() => workers.forEach((w) => w.process.kill('SIGKILL')), config.shutdown.drainTimeout + 5_000);
     await exited;
     clearTimeout(killer);
+    storeServer.close();
+    await store.close();
     await closeNow(admin);
   };
 
@@ -101,7 +117,10 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
 export async function runWorker(config: WardgateConfig, logger: Logger, onStop: () => void): Promise<void> {
   let gateway: Gateway;
   try {
-    gateway = await startGateway({ config, logger, admin: false });
+    const store = new IpcStore(process, {
+      onHandlerError: (err, channel) => logger.error({ channel, err }, 'store subscriber failed'),
+    });
+    gateway = await startGateway({ config, logger, admin: false, store });
   } catch (err) {
     process.send?.({ type: 'failed', message: (err as Error).message } satisfies WorkerMessage);
     throw err;
@@ -111,7 +130,7 @@ export async function runWorker(config: WardgateConfig, logger: Logger, onStop: 
   // primary's requests over IPC) only when an AggregatorRegistry is constructed.
   new AggregatorRegistry();
   const stop = (): void => {
-    gateway.shutdown().then(onStop, onStop);
+    gateway.shutdown().then(() => gateway.store.close()).then(onStop, onStop);
   };
   process.on('message', (message: PrimaryMessage) => {
     if (message.type === 'shutdown') stop();

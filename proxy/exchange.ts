@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BlockList, Socket } from 'node:net';
+import type { Identity } from './identity/identity.js';
 import type { CanonicalRequest } from './normalize.js';
 import type { UpstreamErrorKind } from './metrics.js';
 import type { CompiledRoute } from './routes.js';
@@ -23,6 +24,8 @@ export interface Exchange {
   readonly id: string;
   canonical: CanonicalRequest | undefined;
   route: CompiledRoute | undefined;
+  /** Who is behind the request, once authenticated. */
+  identity: Identity | undefined;
   /** The refusal reason or upstream failure, for the access log. */
   reason: string | undefined;
   upstreamError: UpstreamErrorKind | undefined;
@@ -62,6 +65,7 @@ export function beginExchange(req: IncomingMessage, trustedProxies: BlockList | 
     id: typeof offered === 'string' && REQUEST_ID.test(offered) ? offered : randomUUID(),
     canonical: undefined,
     route: undefined,
+    identity: undefined,
     reason: undefined,
     upstreamError: undefined,
     clientGone: false,

@@ -5,12 +5,15 @@ import type { WardgateConfig } from '../config/schema.js';
 import { startAdminServer } from './admin/server.js';
 import { UpstreamSet } from './forward/upstream.js';
 import { WebSocketTunnels } from './forward/websocket.js';
+import { createIdentity, type IdentityService } from './identity/service.js';
 import { closeNow, listen } from './listen.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createPipeline, markIdleTimeout, type PipelineState } from './pipeline.js';
 import { createRouter } from './router.js';
 import { compileRoute } from './routes.js';
+import { MemoryStore } from './store/memory.js';
+import type { Store } from './store/store.js';
 
 /*
  * One wardgate process: its main listeners, the pipeline behind them, and (when it is not
@@ -22,6 +25,10 @@ export interface GatewayOptions {
   logger: Logger;
   /** Serve the admin listener from this process (single-process mode). */
   admin: boolean;
+  /** The shared store (a cluster worker's IPC store); a memory store of its own when absent. */
+  store?: Store;
+  /** The clock identity uses (tests set it). */
+  now?: () => number;
 }
 
 export interface Gateway {
@@ -29,6 +36,8 @@ export interface Gateway {
   /** Bound ports, useful when the config asked for port 0. */
   readonly ports: { http?: number; https?: number; admin?: number };
   ready(): boolean;
+  readonly identity: IdentityService;
+  readonly store: Store;
   /** Closes a route's open WebSockets with `code`; returns how many were open. */
   closeWebSockets(routeId: string, code: number, reason: string): number;
   /** Stops accepting, drains in-flight requests up to the configured deadline, closes. */
@@ -58,18 +67,36 @@ function trustedProxyList(cidrs: readonly string[]): BlockList | undefined {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function startGateway({ config, logger, admin }: GatewayOptions): Promise<Gateway> {
+export async function startGateway({ config, logger, admin, store: sharedStore, now }: GatewayOptions): Promise<Gateway> {
   const state: PipelineState = { inFlight: 0, draining: false };
   let tunnels: WebSocketTunnels | undefined;
+  let identity: IdentityService | undefined;
   const metrics = createMetrics({
     inFlight: () => state.inFlight,
     websocketsByRoute: () => tunnels?.counts() ?? new Map(),
+    sessionsActive: async () => identity?.sessions.countActive() ?? 0,
   });
   tunnels = new WebSocketTunnels(metrics);
+  const store = sharedStore ?? new MemoryStore({
+    max: config.store.maxEntries,
+    onHandlerError: (err, channel) => logger.error({ channel, err }, 'store subscriber failed'),
+  });
   const upstreams = new UpstreamSet();
   const router = createRouter(config.routes.map((route) => compileRoute(route, upstreams, metrics)));
+  const openTunnels = tunnels;
+  identity = createIdentity(config, {
+    store,
+    router,
+    metrics,
+    logger,
+    // A revoked session loses its open WebSockets too, in every process (1008: policy violation).
+    onSessionsEnded: (ids) => openTunnels.closeSessions(ids, 1008, 'session ended'),
+    ...(now ? { now } : {}),
+  });
   const pipeline = createPipeline({
     router,
+    identity,
+    logger,
     tunnels,
     metrics,
     // The access log is its own switch: a quiet `log.level` must not silence it.
@@ -131,6 +158,8 @@ export async function startGateway({ config, logger, admin }: GatewayOptions): P
     // A listener that could not start: release what did start, so nothing is left bound.
     await Promise.all(servers.map(closeNow));
     await upstreams.close(true);
+    identity.close();
+    if (!sharedStore) await store.close();
     throw err;
   }
 
@@ -148,12 +177,16 @@ export async function startGateway({ config, logger, admin }: GatewayOptions): P
     const abandoned = state.inFlight;
     for (const server of servers) server.closeAllConnections();
     await Promise.all([closed, upstreams.close(abandoned > 0)]);
+    identity.close();
+    if (!sharedStore) await store.close();
     if (adminServer) await closeNow(adminServer);
     logger.info({ abandoned }, 'stopped');
   };
 
   return {
     metrics,
+    identity,
+    store,
     ports,
     ready: () => !state.draining,
     closeWebSockets: (routeId, code, reason) => tunnels.closeRoute(routeId, code, reason),

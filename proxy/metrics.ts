@@ -21,6 +21,8 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export interface MetricSources {
   inFlight(): number;
   websocketsByRoute(): Map<string, number>;
+  /** Sessions not yet ended, across every process sharing the store. */
+  sessionsActive(): Promise<number>;
 }
 
 export function createMetrics(sources: MetricSources) {
@@ -54,7 +56,54 @@ export function createMetrics(sources: MetricSources) {
       labelNames: ['route', 'kind'] as const,
       registers: [registry],
     }),
+    logins: new Counter({
+      name: 'wardgate_logins_total',
+      help: 'Sign-ins at the callback, by result.',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    stepUps: new Counter({
+      name: 'wardgate_step_up_total',
+      help: 'Step-up authentications: requested, then success or insufficient.',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    tokenRefreshes: new Counter({
+      name: 'wardgate_token_refresh_total',
+      help: 'Session token refreshes at the IdP, by result (failed ends the session; unavailable keeps it).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    idpDuration: new Histogram({
+      name: 'wardgate_idp_request_duration_seconds',
+      help: 'Requests from wardgate to the IdP, by operation.',
+      labelNames: ['operation'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    revocations: new Counter({
+      name: 'wardgate_revocations_total',
+      help: 'Sessions ended, by cause.',
+      labelNames: ['cause'] as const,
+      registers: [registry],
+    }),
+    credentialsRejected: new Counter({
+      name: 'wardgate_credentials_rejected_total',
+      help: 'Session cookies and bearer tokens that were refused (tampered, expired, foreign, ended), by kind and reason.',
+      labelNames: ['kind', 'reason'] as const,
+      registers: [registry],
+    }),
   };
+  new Gauge({
+    name: 'wardgate_sessions_active',
+    help: 'Sessions not yet ended (shared by every worker, so summed across workers it is not; read with max).',
+    // Every worker reads the same shared store: the cluster's value is any one of theirs.
+    aggregator: 'max',
+    registers: [registry],
+    async collect() {
+      this.set(await sources.sessionsActive());
+    },
+  });
   new Gauge({
     name: 'wardgate_requests_in_flight',
     help: 'Requests being handled now.',

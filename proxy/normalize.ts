@@ -13,6 +13,7 @@ export type RefusalReason =
   | 'host-missing'
   | 'host-invalid'
   | 'host-duplicate'
+  | 'credentials-duplicate'
   | 'path-invalid'
   | 'path-encoded-separator'
   | 'path-traversal'
@@ -181,9 +182,10 @@ function inspectHeaders(rawHeaders: readonly string[]): { host?: string } {
   let host: string | undefined;
   let contentLength: string | undefined;
   let chunked = false;
+  let authorization = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
-    if (name.length !== 4 && name.length !== 14 && name.length !== 17) continue;
+    if (name.length !== 4 && name.length !== 13 && name.length !== 14 && name.length !== 17) continue;
     const lower = name.toLowerCase();
     const value = rawHeaders[i + 1]!;
     if (lower === 'host') {
@@ -194,6 +196,10 @@ function inspectHeaders(rawHeaders: readonly string[]): { host?: string } {
         throw new Refusal('framing-conflict');
       }
       contentLength = value;
+    } else if (lower === 'authorization') {
+      // Node keeps the first for wardgate to verify; an upstream might read the other.
+      if (authorization) throw new Refusal('credentials-duplicate');
+      authorization = true;
     } else if (lower === 'transfer-encoding') {
       // Only a single `chunked` is unambiguous to every upstream parser.
       if (chunked || value.trim().toLowerCase() !== 'chunked') throw new Refusal('framing-conflict');

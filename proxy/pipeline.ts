@@ -7,11 +7,16 @@ import { upstreamRequestHeaders } from './forward/headers.js';
 import { forwardHttp, type UpstreamAttempt } from './forward/http.js';
 import { recordUpstreamFailure, statusForUpstreamError } from './forward/upstream-error.js';
 import type { UpgradeOutcome, WebSocketTunnels } from './forward/websocket.js';
+import type { Authentication } from './identity/authenticate.js';
+import { appendClaimHeaders } from './identity/claim-headers.js';
+import { isReservedPath } from './identity/endpoints.js';
+import type { IdentityService } from './identity/service.js';
 import { UNROUTED, type Metrics } from './metrics.js';
 import { normalizeRequest } from './normalize.js';
 import { sendRefusal, writeRefusal } from './pages/refusal.js';
 import type { Router } from './router.js';
 import type { CompiledRoute } from './routes.js';
+import { StoreUnavailableError } from './store/store.js';
 
 /*
  * The request's way, top to bottom:
@@ -19,8 +24,9 @@ import type { CompiledRoute } from './routes.js';
  *   accept -> normalize -> route -> authenticate -> context -> decide -> forward -> record
  *
  * Each stage either hands the exchange on or answers it; nothing reaches `forward` that
- * every earlier stage did not let through. Identity and policy stages slot in between
- * `route` and `forward` (they arrive with the identity and policy work).
+ * every earlier stage did not let through. wardgate's own paths (/.wardgate/..., sign-in,
+ * logout, JWKS) are answered right after `normalize`, on the auth host and on every
+ * routed host, and never forwarded. The context and decide stages arrive with policy.
  */
 
 export interface PipelineState {
@@ -30,6 +36,8 @@ export interface PipelineState {
 
 export interface PipelineDeps {
   router: Router<CompiledRoute>;
+  identity: IdentityService;
+  logger: Logger;
   tunnels: WebSocketTunnels;
   metrics: Metrics;
   accessLog: Logger | undefined;
@@ -49,10 +57,14 @@ function idleTimedOut(socket: Socket): boolean {
 }
 
 export function createPipeline(deps: PipelineDeps) {
-  const { router, tunnels, metrics, accessLog, trustedProxies, state } = deps;
+  const { router, identity, logger, tunnels, metrics, accessLog, trustedProxies, state } = deps;
+  const { authenticator, endpoints, signer, authHost } = identity;
   const unroutedDuration = metrics.requestDuration.labels(UNROUTED);
 
   function upstreamHeaders(ex: Exchange, route: CompiledRoute): string[] {
+    const who = ex.identity!;
+    const added = ['x-wardgate-assertion', signer.assertionFor(who, route.id)];
+    if (route.auth.claimHeaders.length > 0) appendClaimHeaders(added, who, route.auth.claimHeaders);
     return upstreamRequestHeaders(ex.req.rawHeaders, ex.req.headers, {
       peerAddress: ex.peer.address,
       peerTrusted: ex.peer.trusted,
@@ -60,24 +72,45 @@ export function createPipeline(deps: PipelineDeps) {
       requestId: ex.id,
       upstreamHost: route.preserveHost ? ex.canonical!.authority : undefined,
       authority: ex.canonical!.authority,
+      passAuthorization: route.auth.passAuthorization,
+      ownHeaders: route.auth.ownHeaders,
+      identityHeaders: added,
     });
   }
 
-  /** Normalize and route; answers the refusal itself and returns undefined when refused. */
-  function admit(ex: Exchange, refuse: (status: number, reason: string) => void): CompiledRoute | undefined {
+  /** normalize: answers the refusal itself and returns false when refused. */
+  function normalize(ex: Exchange, refuse: (status: number, reason: string) => void): boolean {
     const normalized = normalizeRequest(ex.req.method ?? '', ex.req.url ?? '', ex.req.rawHeaders);
     if (!normalized.ok) {
       refuse(400, normalized.reason);
-      return undefined;
+      return false;
     }
     ex.canonical = normalized.request;
-    const route = router.match(ex.canonical.host, ex.canonical.routingPath);
+    return true;
+  }
+
+  /** wardgate's own paths, on the auth host and on every routed host. */
+  function isReserved(ex: Exchange): boolean {
+    const { host, path } = ex.canonical!;
+    return (host === authHost || router.hasHost(host)) && isReservedPath(path);
+  }
+
+  /** route: answers the refusal itself and returns undefined when refused. */
+  function routeOf(ex: Exchange, refuse: (status: number, reason: string) => void): CompiledRoute | undefined {
+    const route = router.match(ex.canonical!.host, ex.canonical!.routingPath);
     if (!route) {
       refuse(404, 'no-route');
       return undefined;
     }
     ex.route = route;
     return route;
+  }
+
+  /** A stage that failed unexpectedly: the request is answered, never forwarded. */
+  function failed(ex: Exchange, err: unknown, refuse: (status: number, reason: string) => void): void {
+    const unavailable = err instanceof StoreUnavailableError;
+    logger.error({ reqId: ex.id, err: (err as Error).message }, 'authentication failed');
+    refuse(unavailable ? 503 : 500, unavailable ? 'store-unavailable' : 'internal-error');
   }
 
   function record(ex: Exchange, status: number, bytesOut: number): void {
@@ -96,6 +129,7 @@ export function createPipeline(deps: PipelineDeps) {
       durationMs: Math.round(seconds * 1e6) / 1000,
       bytesOut,
       client: ex.peer.address,
+      user: ex.identity?.sub,
       reason: ex.reason,
       upstreamError: ex.upstreamError,
     }, 'request');
@@ -127,13 +161,24 @@ export function createPipeline(deps: PipelineDeps) {
     // Draining: answer what is in flight, but tell every client to reconnect elsewhere.
     if (state.draining) res.setHeader('connection', 'close');
 
-    const route = admit(ex, (status, reason) => {
+    const refuse = (status: number, reason: string): void => {
       ex.reason = reason;
-      sendRefusal(res, { status, reason, requestId: ex.id }, req.headers.accept);
-    });
+      if (!res.headersSent) sendRefusal(res, { status, reason, requestId: ex.id }, req.headers.accept);
+    };
+    if (!normalize(ex, refuse)) return;
+    if (isReserved(ex)) {
+      void endpoints.handle(ex, res, ex.canonical!.host === authHost);
+      return;
+    }
+    const route = routeOf(ex, refuse);
     if (!route) return;
     socket.setTimeout(route.timeouts.idle);
-    attempt = forwardHttp(ex, res, route, upstreamHeaders(ex, route), metrics);
+    authenticator.authenticate(ex, route).then((auth: Authentication) => {
+      if (res.destroyed) return;
+      if (!auth.ok) return authenticator.respond(ex, res, route, auth);
+      ex.identity = auth.identity;
+      attempt = forwardHttp(ex, res, route, upstreamHeaders(ex, route), metrics);
+    }).catch((err: unknown) => failed(ex, err, refuse));
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
@@ -147,12 +192,19 @@ export function createPipeline(deps: PipelineDeps) {
       finish(status);
     };
     if (state.draining) return refuse(503, 'shutting-down');
-    const route = admit(ex, refuse);
+    if (!normalize(ex, refuse)) return;
+    if (isReserved(ex)) return refuse(400, 'upgrade-not-supported');
+    const route = routeOf(ex, refuse);
     if (!route) return;
     // A WebSocket handshake is a GET (RFC 6455); anything else is not one we pass on.
     if (req.method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return refuse(400, 'upgrade-not-supported');
     if (!route.websockets) return refuse(403, 'websockets-not-allowed');
-    tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route), (outcome: UpgradeOutcome) => finish(outcome.status));
+    authenticator.authenticate(ex, route).then((auth: Authentication) => {
+      if (socket.destroyed) return finish(499);
+      if (!auth.ok) return finish(authenticator.refuseUpgrade(ex, socket, route, auth));
+      ex.identity = auth.identity;
+      tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route), (outcome: UpgradeOutcome) => finish(outcome.status));
+    }).catch((err: unknown) => failed(ex, err, refuse));
   }
 
   /** Requests Node's parser could not read: answered here, never routed. */

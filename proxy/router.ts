@@ -17,6 +17,8 @@ interface HostTable<R> {
 
 export interface Router<R> {
   match(host: string, path: string): R | undefined;
+  /** Whether any route serves `host` (wardgate's reserved paths exist on exactly those hosts). */
+  hasHost(host: string): boolean;
 }
 
 export function createRouter<R extends Routable>(routes: readonly R[]): Router<R> {
@@ -35,6 +37,7 @@ export function createRouter<R extends Routable>(routes: readonly R[]): Router<R
   }
 
   return {
+    hasHost: (host) => hosts.has(host),
     match(host, path) {
       const table = hosts.get(host);
       if (!table) return undefined;

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { WARDGATE_COOKIE_PREFIX, isWardgateCookie, stripCookies } from '../identity/cookies.js';
 
 /*
  * Header hygiene, both ways. Hop-by-hop headers and those a `Connection` header names
@@ -50,6 +51,12 @@ export interface ForwardingFacts {
   upstreamHost: string | undefined;
   /** The authority the client asked for, reported as X-Forwarded-Host. */
   authority: string;
+  /** Keep the client's Authorization header (the route's choice; stripped by default). */
+  passAuthorization: boolean;
+  /** Header names wardgate sets for this route (claim headers): a client's copies are dropped. */
+  ownHeaders: ReadonlySet<string> | undefined;
+  /** Headers wardgate adds (the identity assertion, claim headers), as name/value pairs. */
+  identityHeaders: readonly string[];
 }
 
 /** The header list (flat name/value pairs, as undici takes it) to send upstream. */
@@ -67,6 +74,14 @@ export function upstreamRequestHeaders(
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
+    if (lower === 'cookie') {
+      // wardgate's own cookies are credentials for wardgate, never for the application.
+      const value = rawHeaders[i + 1]!;
+      const kept = value.includes(WARDGATE_COOKIE_PREFIX) ? stripCookies(value, isWardgateCookie) : value;
+      if (kept !== undefined) out.push(name, kept);
+      continue;
+    }
+    if ((lower === 'authorization' && !facts.passAuthorization) || facts.ownHeaders?.has(lower)) continue;
     if (isClientControlled(lower)) {
       if (facts.peerTrusted) {
         // Only a trusted proxy in front of wardgate may tell us about the original client.
@@ -85,6 +100,7 @@ export function upstreamRequestHeaders(
     'x-forwarded-host', forwardedHost ?? facts.authority,
     'x-request-id', facts.requestId,
   );
+  for (const item of facts.identityHeaders) out.push(item);
   return out;
 }
 
@@ -97,8 +113,19 @@ export function downstreamResponseHeaders(
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
     if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-request-id') continue;
-    out[name] = headers[name];
+    if (name === 'set-cookie') {
+      const kept = upstreamCookies(headers[name]);
+      if (kept) out[name] = kept;
+    } else out[name] = headers[name];
   }
   out['x-request-id'] = requestId;
   return out;
+}
+
+/** An upstream must not set (or clear) wardgate's cookies: it could fix or end sessions. */
+function upstreamCookies(value: string | string[] | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const list = Array.isArray(value) ? value : [value];
+  const kept = list.filter((cookie) => !isWardgateCookie(cookie.slice(0, cookie.indexOf('=')).trim()));
+  return kept.length > 0 ? kept : undefined;
 }

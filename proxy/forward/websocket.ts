@@ -21,6 +21,8 @@ export interface UpgradeOutcome {
 
 interface Tunnel {
   routeId: string;
+  /** The wardgate session that opened it; revoking the session closes it. */
+  sessionId: string | undefined;
   client: Socket;
   upstream: Socket | undefined;
   tracker: FrameBoundaryTracker;
@@ -39,6 +41,7 @@ const CLOSE_GRACE_MS = 1000;
 export class WebSocketTunnels {
   private readonly proxy = createProxyServer({ ws: true, xfwd: false });
   private readonly byRoute = new Map<string, Set<Tunnel>>();
+  private readonly bySession = new Map<string, Set<Tunnel>>();
   private readonly pending = new WeakMap<IncomingMessage, Pending>();
   private readonly opening = new WeakMap<Socket, Tunnel>();
 
@@ -81,7 +84,7 @@ export class WebSocketTunnels {
     req.headers = upstreamHeaders;
     req.url = ex.canonical!.path + ex.canonical!.query;
 
-    const tunnel: Tunnel = { routeId: route.id, client: socket, upstream: undefined, tracker: new FrameBoundaryTracker(), closing: undefined };
+    const tunnel: Tunnel = { routeId: route.id, sessionId: ex.identity?.sessionId, client: socket, upstream: undefined, tracker: new FrameBoundaryTracker(), closing: undefined };
     let reported = false;
     const report = (outcome: UpgradeOutcome): void => {
       if (reported) return;
@@ -121,8 +124,22 @@ export class WebSocketTunnels {
         this.byRoute.set(tunnel.routeId, set);
       }
       set.add(tunnel);
+      const { sessionId } = tunnel;
+      if (sessionId !== undefined) {
+        let mine = this.bySession.get(sessionId);
+        if (!mine) {
+          mine = new Set();
+          this.bySession.set(sessionId, mine);
+        }
+        mine.add(tunnel);
+      }
       tunnel.client.once('close', () => {
         set.delete(tunnel);
+        if (sessionId !== undefined) {
+          const mine = this.bySession.get(sessionId);
+          mine?.delete(tunnel);
+          if (mine?.size === 0) this.bySession.delete(sessionId);
+        }
         upstream.destroy();
       });
       done({ status: 101 });
@@ -135,6 +152,18 @@ export class WebSocketTunnels {
     if (!tunnels) return 0;
     for (const tunnel of tunnels) this.close(tunnel, code, reason);
     return tunnels.size;
+  }
+
+  /** Closes the tunnels opened by these sessions (they were revoked); returns how many. */
+  closeSessions(sessionIds: readonly string[], code: number, reason: string): number {
+    let count = 0;
+    for (const id of sessionIds) {
+      const tunnels = this.bySession.get(id);
+      if (!tunnels) continue;
+      for (const tunnel of tunnels) this.close(tunnel, code, reason);
+      count += tunnels.size;
+    }
+    return count;
   }
 
   closeAll(code: number, reason: string): number {

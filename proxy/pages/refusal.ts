@@ -17,6 +17,7 @@ const EXPLANATIONS: Record<string, string> = {
   'host-missing': 'The request did not say which site it was for.',
   'host-invalid': 'The site name in the request is malformed.',
   'host-duplicate': 'The request named more than one site.',
+  'credentials-duplicate': 'The request carried more than one set of credentials (Authorization header).',
   'path-invalid': 'The address contains characters or escapes that are not allowed.',
   'path-encoded-separator': 'The address contains an encoded slash or a backslash, which is not allowed.',
   'path-traversal': 'The address tries to step outside the application.',
@@ -30,12 +31,36 @@ const EXPLANATIONS: Record<string, string> = {
   'upstream-unavailable': 'The application could not be reached. Try again shortly.',
   'upstream-timeout': 'The application did not answer in time. Try again shortly.',
   'shutting-down': 'This wardgate instance is restarting. Try again.',
+  'login-required': 'Sign in to reach this application.',
+  'step-up-required': 'This application needs a stronger or more recent sign-in.',
+  'auth-strength-insufficient': 'This application needs a stronger sign-in than the one you used, such as a security key. Sign in again with it, or ask the help desk.',
+  'idp-unavailable': 'The sign-in service cannot be reached right now. Try again shortly; if you are already signed in elsewhere, that keeps working.',
+  'return-url-invalid': 'The sign-in link does not lead back to an application published here.',
+  'signin-state-invalid': 'This sign-in link has expired or was already used. Go back to the application and sign in again.',
+  'signin-browser-mismatch': 'This sign-in was started in a different browser. Go back to the application and sign in again.',
+  'signin-idp-error': 'The sign-in service did not sign you in.',
+  'signin-failed': 'The sign-in could not be completed. Go back to the application and sign in again.',
+  'handoff-invalid': 'This sign-in link has expired or was already used. Go back to the application and sign in again.',
+  'handoff-browser-mismatch': 'This sign-in link was made for a different browser. Go back to the application and sign in again.',
+  'csrf-failed': 'The form was not sent from this site, or it has expired. Reload the page and try again.',
+  'endpoint-method': 'This wardgate address does not accept that kind of request.',
+  'body-too-large': 'The request body is too large for this wardgate address.',
+  'token-invalid': 'The access token is not valid.',
+  'token-expired': 'The access token has expired.',
+  'token-audience': 'The access token was issued for a different service.',
+  'token-issuer': 'The access token was issued by an unknown party.',
+  'token-algorithm': 'The access token is signed in a way that is not accepted.',
+  'token-unknown-key': 'The access token is signed with an unknown key.',
+  'store-unavailable': 'wardgate cannot reach its session store right now. Try again shortly.',
+  'internal-error': 'Something went wrong inside wardgate. The request id below helps the help desk find out what.',
 };
 
 export interface Refusal {
   status: number;
   reason: string;
   requestId: string;
+  /** Extra headers, such as WWW-Authenticate or Set-Cookie. */
+  headers?: OutgoingHttpHeaders;
 }
 
 function wantsHtml(accept: string | undefined): boolean {
@@ -70,6 +95,7 @@ function headersFor(refusal: Refusal, type: string, body: string, close: boolean
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
     'x-request-id': refusal.requestId,
+    ...refusal.headers,
     ...(close ? { connection: 'close' } : {}),
   };
 }
@@ -90,6 +116,8 @@ export function writeRefusal(socket: Socket, refusal: Refusal, accept: string | 
   const { type, body } = render(refusal, accept);
   const headers = headersFor(refusal, type, body, true);
   let head = `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status] ?? ''}\r\n`;
-  for (const [name, value] of Object.entries(headers)) head += `${name}: ${String(value)}\r\n`;
+  for (const [name, value] of Object.entries(headers)) {
+    for (const item of Array.isArray(value) ? value : [value]) head += `${name}: ${String(item)}\r\n`;
+  }
   socket.end(`${head}\r\n${body}`);
 }

@@ -1,8 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import t, { type Test } from 'tap';
-import { freePort, spawnWardgate, writeTempConfig, type WardgateProcess } from '../helpers/process.js';
+import { freePort, spawnWardgate, waitFor200, writeTempConfig, type WardgateProcess } from '../helpers/process.js';
 
 /*
  * The CLI as operators meet it: the built `dist/proxy/cli.js` in its own process, its exit
@@ -95,15 +98,39 @@ const ROUTES = `routes:
       url: "http://127.0.0.1:9"
 `;
 
-function configText(httpPort: number, adminPort: number, extra = ''): string {
+// Shared keys for configs with more than one worker: a cookie key and an EC P-256 key.
+const keyDir = mkdtempSync(join(tmpdir(), 'wardgate-cli-keys-'));
+t.teardown(() => rmSync(keyDir, { recursive: true, force: true }));
+const ASSERTION_KEY = join(keyDir, 'assertion.key');
+writeFileSync(ASSERTION_KEY, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+const COOKIE_KEY = randomBytes(32).toString('base64');
+const KEYS = `  cookieKeys: ["${COOKIE_KEY}"]\n  assertion:\n    keys: ["${ASSERTION_KEY}"]\n`;
+
+/**
+ * The identity block. The issuer is a loopback port nothing listens on (port 9, discard,
+ * unless `issuerPort` says otherwise): check-config never contacts the IdP, and start
+ * does not need it up, since discovery happens on the first sign-in.
+ */
+function identityText(keys: string, issuerPort = 9): string {
+  return `identity:
+  issuer: "http://127.0.0.1:${issuerPort}"
+  clientId: wardgate
+  clientSecret: cli-test-secret
+  authUrl: "http://auth.localhost:8080"
+${keys}`;
+}
+/** What the check-config cases below end with (after their faults, so lines stay put). */
+const IDENTITY = `workers: 1\n${identityText('')}`;
+
+function configText(httpPort: number, adminPort: number, extra = '', workers = 1, keys = workers > 1 ? KEYS : ''): string {
   return `listen:
   http: "127.0.0.1:${httpPort}"
 admin:
   listen: "127.0.0.1:${adminPort}"
-workers: 1
+workers: ${workers}
 log:
   level: warn
-${extra}${ROUTES}`;
+${extra}${ROUTES}${identityText(keys)}`;
 }
 
 t.test('check-config accepts the shipped demo config: exit 0 and "ok" on stdout', async (t) => {
@@ -139,7 +166,7 @@ routes:
     upstreem: 1
     upstream:
       url: "http://127.0.0.1:9"
-`,
+${IDENTITY}`,
     expected: '8:5: routes[0].upstreem: unknown key "upstreem"',
   },
   {
@@ -155,7 +182,7 @@ routes:
       idle: 5s
     upstream:
       url: "http://127.0.0.1:9"
-`,
+${IDENTITY}`,
     // The location is the key itself (line 8), not the first line of its nested value.
     expected: '8:5: routes[0].timeout: unknown key "timeout"',
   },
@@ -167,7 +194,7 @@ admin:
   listen: "127.0.0.1:0"
 shutdown:
   drainTimeout: 5 seconds
-${ROUTES}`,
+${ROUTES}${IDENTITY}`,
     expected: '6:17: shutdown.drainTimeout: expected a duration such as 500ms, 30s, 5m or 1h, got "5 seconds"',
   },
   {
@@ -181,7 +208,7 @@ routes:
     host: app.test
     upstream:
       url: "ftp://127.0.0.1:9"
-`,
+${IDENTITY}`,
     expected: '9:12: routes[0].upstream.url: expected an http(s) origin such as https://10.1.2.3:8443 (no path, query or credentials), got "ftp://127.0.0.1:9"',
   },
   {
@@ -195,7 +222,7 @@ routes:
     host: app.test
     upstream:
       url: "http://127.0.0.1:\${env:NOPE_NOT_SET}"
-`,
+${IDENTITY}`,
     expected: '9:12: routes[0].upstream.url: environment variable NOPE_NOT_SET is not set',
   },
   {
@@ -222,8 +249,33 @@ routes:
     host: other.test
     upstream:
       url: "http://127.0.0.1:9"
-`,
+${IDENTITY}`,
     expected: '10:9: routes[1].id: duplicate route id "app" (also routes[0])',
+  },
+  {
+    name: 'an identity block with a plain-http issuer on a hospital host',
+    text: `listen:
+  http: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+workers: 1
+identity:
+  issuer: "http://login.hospital.example"
+  clientId: wardgate
+  clientSecret: cli-test-secret
+  authUrl: "http://auth.localhost:8080"
+${ROUTES}`,
+    expected: '7:11: identity.issuer: expected https: plain http is allowed only for localhost, got "http://login.hospital.example"',
+  },
+  {
+    name: 'a config without an identity block',
+    text: `listen:
+  http: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+workers: 1
+${ROUTES}`,
+    expected: '1:1: identity: Invalid input: expected object, received undefined',
   },
 ];
 
@@ -278,6 +330,50 @@ t.test('start with a bad config exits 2 and never listens', async (t) => {
   t.notOk(await isListening(adminPort), 'the admin port is not listening after exit');
 });
 
+t.test('start with workers: 2 and no cookieKeys exits 2 naming identity.cookieKeys, and never listens', async (t) => {
+  const [httpPort, adminPort] = [await freePort(), await freePort()];
+  const assertionOnly = `  assertion:\n    keys: ["${ASSERTION_KEY}"]\n`;
+  const text = configText(httpPort, adminPort, '', 2, assertionOnly);
+  const file = writeTempConfig(text);
+  const lines = text.split('\n');
+  const identityLine = lines.indexOf('identity:') + 2; // reported at the block's first key
+  const { code, stdout, stderr } = await run(['start', '--config', file]);
+  t.equal(code, 2, 'a multi-worker config without cookie keys exits 2');
+  t.equal(stderr, `wardgate: ${file}:${identityLine}:3: identity.cookieKeys: expected cookieKeys when workers > 1 (openssl rand -base64 32)\n`,
+    'the error names file, line:col, path, and how to make a key');
+  t.equal(stdout, '', 'nothing was logged: no worker started');
+  t.notOk(await isListening(httpPort), 'the main port is not listening');
+  t.notOk(await isListening(adminPort), 'the admin port is not listening');
+
+  const check = await run(['check-config', file]);
+  t.equal(check.code, 2, 'check-config refuses the same file');
+  t.equal(check.stderr, stderr, 'with the same message');
+});
+
+t.test('start does not need the IdP: it starts, serves health and stops with the IdP down', async (t) => {
+  const [httpPort, adminPort, idpPort] = [await freePort(), await freePort(), await freePort()];
+  const file = writeTempConfig(configText(httpPort, adminPort).replace(/issuer: "http:\/\/127\.0\.0\.1:9"/, `issuer: "http://127.0.0.1:${idpPort}"`));
+  t.match(readFileSync(file, 'utf8'), `issuer: "http://127.0.0.1:${idpPort}"`, 'the issuer is a loopback port nothing listens on');
+  const p = spawnWardgate(['start', '--config', file]);
+  spawned.push(p);
+  const early = p.exited.then((code) => `exited early with ${code}: ${p.stderr()}`);
+  const up = waitFor200(`http://127.0.0.1:${adminPort}/healthz`).then(() => 'up', (err: unknown) => `not up: ${(err as Error).message}; stderr: ${p.stderr()}`);
+  t.equal(await Promise.race([up, early]), 'up', 'wardgate starts and answers /healthz although its IdP does not answer');
+  t.ok(await isListening(httpPort), 'the main listener is up');
+  const status = await new Promise<number | string>((resolveStatus) => {
+    const req = get({ host: '127.0.0.1', port: httpPort, path: '/', headers: { host: 'app.test' }, timeout: 10_000 }, (res) => {
+      res.resume();
+      resolveStatus(res.statusCode ?? 0);
+    });
+    req.once('timeout', () => req.destroy(new Error('timed out')));
+    req.once('error', (err) => resolveStatus(err.message));
+  });
+  t.equal(status, 401, 'a request without a session is answered (401, sign in) without waiting on the IdP');
+  p.child.kill('SIGTERM');
+  t.equal(await p.exited, 0, 'SIGTERM stops it cleanly (exit 0)');
+  t.equal(p.stderr(), '', 'nothing was printed on stderr');
+});
+
 t.test('start without --config is a usage error: exit 2 with usage', async (t) => {
   const { code, stderr } = await EARLY.startNoConfig;
   t.equal(code, 2, 'missing --config exits 2');
@@ -317,7 +413,7 @@ t.test('start on an admin port already in use exits 1 naming the admin address',
 t.test('start in worker mode on a main port already in use exits 1 naming the address', async (t) => {
   const busy = await occupy(t);
   const adminPort = await freePort();
-  const file = writeTempConfig(configText(busy, adminPort).replace('workers: 1', 'workers: 2'));
+  const file = writeTempConfig(configText(busy, adminPort, '', 2));
   const { code, stderr } = await run(['start', '--config', file]);
   t.equal(code, 1, 'workers that cannot bind make the whole cluster exit 1');
   t.match(stderr, `cannot listen on 127.0.0.1:${busy} (http listener): EADDRINUSE`, 'the message names the address');

@@ -1,14 +1,18 @@
 import { request } from 'node:http';
 import t from 'tap';
 import { WebSocket } from 'ws';
+import { DEMO_API_CLIENT } from '../../proxy/demo/identity.js';
+import { Browser } from '../helpers/browser.js';
+import { signIn } from '../helpers/idp.js';
 import { freePort, spawnWardgate, waitFor200, type WardgateProcess } from '../helpers/process.js';
 import { until, within } from '../helpers/wait.js';
 
 /*
- * The README's demo works as documented: `wardgate demo` starts the four sample apps and
- * wardgate in front of them (config/demo.yaml, moved to free ports by its environment
- * variables), serves each app by host name, refuses unknown hosts, carries the PACS
- * viewer's WebSocket, and stops cleanly on SIGTERM.
+ * The README's demo works as documented: `wardgate demo` starts the demo IdP, the four
+ * sample apps and wardgate in front of them (config/demo.yaml, moved to free ports by its
+ * environment variables); every app asks for sign-in at the demo IdP, serves its pages to
+ * a signed-in user, refuses unknown hosts, carries the PACS viewer's WebSocket, and the
+ * whole demo stops cleanly on SIGTERM.
  */
 
 t.setTimeout(60_000);
@@ -20,9 +24,9 @@ interface Answer {
 }
 
 /** GET `path` from wardgate with an explicit Host header (as a browser at HOST:PORT would send). */
-function get(port: number, host: string, path: string, accept = 'application/json'): Promise<Answer> {
+function get(port: number, host: string, path: string, accept = 'application/json', extra: Record<string, string> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 10_000, headers: { host: `${host}:${port}`, accept } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 10_000, headers: { host: `${host}:${port}`, accept, ...extra } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
@@ -37,14 +41,20 @@ function get(port: number, host: string, path: string, accept = 'application/jso
 let demo: WardgateProcess;
 let port = 0;
 let adminPort = 0;
+let idpPort = 0;
 const appPorts: Record<string, number> = {};
+// One browser for the whole file: signed in once, as a person trying the demo would be.
+const alice = new Browser();
+const url = (host: string, path = '/'): string => `http://${host}.localhost:${port}${path}`;
 
 t.before(async () => {
   port = await freePort();
   adminPort = await freePort();
+  idpPort = await freePort();
   for (const app of ['EPIC', 'PACS', 'FHIR', 'VENDOR']) appPorts[app] = await freePort();
   demo = spawnWardgate(['demo'], {
-    WARDGATE_DEMO_HTTP: `127.0.0.1:${port}`,
+    WARDGATE_DEMO_PORT: String(port),
+    WARDGATE_DEMO_IDP_PORT: String(idpPort),
     WARDGATE_DEMO_ADMIN: `127.0.0.1:${adminPort}`,
     WARDGATE_DEMO_EPIC_PORT: String(appPorts.EPIC),
     WARDGATE_DEMO_PACS_PORT: String(appPorts.PACS),
@@ -65,32 +75,61 @@ t.test('the demo tells the user where to go, on the ports it was given', async (
     `http://fhir.localhost:${port}/fhir`,
     `http://vendor.localhost:${port}/`,
     `http://127.0.0.1:${adminPort}/metrics`,
+    `http://localhost:${idpPort}`,
   ]) t.match(banner, url, `the start-up banner lists ${url}`);
 });
 
-t.test('epic.localhost serves the portal page through wardgate', async (t) => {
-  const res = await get(port, 'epic.localhost', '/', 'text/html');
-  t.equal(res.status, 200, 'epic.localhost / answers 200');
+t.test('every app asks for sign-in first; nothing reaches it unauthenticated', async (t) => {
+  const page = await get(port, 'epic.localhost', '/', 'text/html');
+  t.equal(page.status, 302, 'a browser is redirected');
+  t.match(page.headers.location, `http://auth.localhost:${port}/.wardgate/sign-in?rd=`, 'to the sign-in on the auth host');
+  const api = await get(port, 'fhir.localhost', '/fhir/Patient');
+  t.equal(api.status, 401, 'an API call without credentials gets 401');
+});
+
+t.test('dr.alice signs in at the demo IdP with her security key and gets the Epic portal', async (t) => {
+  const res = await signIn(alice, url('epic'), 'dr.alice', 'hwk');
+  t.equal(res.status, 200, 'epic.localhost / answers 200 after sign-in');
+  t.ok(res.hops.some((hop) => hop.startsWith(`http://localhost:${idpPort}/`)), 'the sign-in went through the demo IdP');
   t.match(res.headers['content-type'], /^text\/html/, 'it is an HTML page');
   t.ok(res.headers['x-request-id'], 'wardgate added a request id to the response');
-  const echo = await get(port, 'epic.localhost', '/api/echo');
+  const echo = await alice.request(url('epic', '/api/echo'), { accept: 'application/json' });
   t.equal(echo.status, 200, 'epic.localhost /api/echo answers 200');
   const seen = JSON.parse(echo.body) as { app: string; headers: Record<string, string> };
   t.equal(seen.app, 'epic', 'the request reached the epic stand-in, not another app');
   t.equal(seen.headers.host, `127.0.0.1:${appPorts.EPIC}`, 'upstream saw its own host: the request went to the epic upstream port');
+  t.ok(seen.headers['x-wardgate-assertion'], 'the portal received wardgate\'s signed identity assertion');
+  t.equal(seen.headers['x-epic-user'], 'alice@hospital.example', 'and the claim header the route asks for');
+});
+
+t.test('nurse.bob, with a password only, is refused by the Epic portal with a clear page', async (t) => {
+  const res = await signIn(new Browser(), url('epic'), 'nurse.bob', 'pwd');
+  t.equal(res.status, 403, 'refused');
+  t.match(res.body, 'auth-strength-insufficient', 'the page names the reason');
 });
 
 t.test('pacs.localhost serves the viewer page through wardgate', async (t) => {
-  const res = await get(port, 'pacs.localhost', '/', 'text/html');
-  t.equal(res.status, 200, 'pacs.localhost / answers 200');
+  const res = await alice.navigate(url('pacs'));
+  t.equal(res.status, 200, 'pacs.localhost / answers 200, signed in through the auth host without another login');
   t.match(res.body, '/ws', 'the viewer page opens its WebSocket at /ws');
 });
 
-t.test('fhir.localhost serves the FHIR API under /fhir only', async (t) => {
-  const metadata = await get(port, 'fhir.localhost', '/fhir/metadata');
+t.test('fhir.localhost serves the FHIR API under /fhir only, to SMART apps with a token', async (t) => {
+  const tokenResponse = await fetch(`http://localhost:${idpPort}/token`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${DEMO_API_CLIENT.id}:${DEMO_API_CLIENT.secret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ grant_type: 'client_credentials', resource: `http://fhir.localhost:${port}/fhir`, scope: 'patient/*.read' }),
+  });
+  const { access_token: token } = await tokenResponse.json() as { access_token: string };
+  t.ok(token, 'the demo IdP issues a token to the demo SMART client');
+  const bearer = { authorization: `Bearer ${token}` };
+  const metadata = await get(port, 'fhir.localhost', '/fhir/metadata', 'application/json', bearer);
   t.equal(metadata.status, 200, '/fhir/metadata answers 200');
   t.equal((JSON.parse(metadata.body) as { resourceType: string }).resourceType, 'CapabilityStatement', '/fhir/metadata is a CapabilityStatement');
-  const patients = await get(port, 'fhir.localhost', '/fhir/Patient');
+  const patients = await get(port, 'fhir.localhost', '/fhir/Patient', 'application/json', bearer);
   t.equal(patients.status, 200, '/fhir/Patient answers 200');
   const bundle = JSON.parse(patients.body) as { resourceType: string; type: string; total: number };
   t.same({ resourceType: bundle.resourceType, type: bundle.type }, { resourceType: 'Bundle', type: 'searchset' }, '/fhir/Patient is a searchset Bundle');
@@ -101,7 +140,7 @@ t.test('fhir.localhost serves the FHIR API under /fhir only', async (t) => {
 });
 
 t.test('vendor.localhost serves the vendor console through wardgate', async (t) => {
-  const res = await get(port, 'vendor.localhost', '/', 'text/html');
+  const res = await alice.navigate(url('vendor'));
   t.equal(res.status, 200, 'vendor.localhost / answers 200');
   t.match(res.body, 'DEMO-IP-0001', 'it is the vendor console page (fleet table)');
 });
@@ -115,7 +154,9 @@ t.test('an unknown host gets 404 no-route', async (t) => {
 });
 
 t.test('a WebSocket to pacs.localhost /ws through wardgate receives study progress', async (t) => {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { host: `pacs.localhost:${port}` } });
+  const session = alice.cookies('pacs.localhost').find((c) => c.name === '__Host-wardgate');
+  t.ok(session, 'the browser holds its pacs session cookie');
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { host: `pacs.localhost:${port}`, cookie: `__Host-wardgate=${session!.value}` } });
   t.teardown(() => ws.terminate());
   ws.on('error', () => {});
   const messages: Array<{ study?: string; progress?: number; echo?: string }> = [];

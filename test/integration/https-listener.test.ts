@@ -4,18 +4,22 @@ import pino from 'pino';
 import t from 'tap';
 import { parseConfig } from '../../config/loader.js';
 import { startGateway } from '../../proxy/gateway.js';
+import { identityYaml, sharedIdp } from '../helpers/gateway.js';
 import { makePki } from '../helpers/pki.js';
 import { startUpstream } from '../helpers/upstream.js';
 
 /*
  * The main listener over HTTPS: wardgate's own certificate, TLS 1.2 at least, and a client
  * CA so that devices may present certificates (requested, not required: policy decides).
+ * Requests authenticate with a bearer token from the shared test IdP (the route accepts
+ * bearer tokens: routes default to sessions only).
  */
 
 const pki = makePki('wardgate listener CA');
 const server = pki.issue('portal.test');
 const device = pki.issue('device-0042');
 const upstream = await startUpstream();
+const { idp, token } = await sharedIdp();
 const config = parseConfig(`
 listen:
   https:
@@ -26,10 +30,12 @@ listen:
 admin:
   listen: "127.0.0.1:0"
 workers: 1
+${identityYaml(idp.issuer, 1)}
 routes:
   - id: portal
     host: portal.test
     upstream: { url: "${upstream.url}" }
+    auth: { methods: [session, bearer] }
 `, 'https-test.yaml');
 const logger = pino({ level: 'silent' }, new Writable({ write: (_c, _e, cb) => cb() }));
 const gateway = await startGateway({ config, logger, admin: true });
@@ -48,7 +54,7 @@ interface Reply {
 function get(options: { cert?: Buffer; key?: Buffer; maxVersion?: 'TLSv1.1' } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest({
-      host: '127.0.0.1', port, path: '/', servername: 'portal.test', headers: { host: 'portal.test' },
+      host: '127.0.0.1', port, path: '/', servername: 'portal.test', headers: { host: 'portal.test', authorization: `Bearer ${token}` },
       ca: pki.read(pki.caCert), agent: false, ...options,
     }, (res) => {
       let body = '';

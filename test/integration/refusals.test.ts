@@ -7,6 +7,11 @@ import { startUpstream } from '../helpers/upstream.js';
  * Every request that cannot be made canonical, or matches no route, is refused before
  * anything is sent upstream. Each case asserts the status, the reason code the client
  * sees, and that the upstream accepted no connection at all.
+ *
+ * These refusals come from the normalize and route stages, ahead of authentication, so
+ * the cases send no credentials: the answer must not depend on who is asking. The same
+ * requests with a valid bearer token are refused the same way (checked below), so no
+ * refusal here is just a missing credential in disguise.
  */
 
 const upstream = await startUpstream();
@@ -62,15 +67,38 @@ const cases: Array<{ name: string; request: string; status: number; reason: stri
   { name: 'a traversal that resolves outside the prefix', request: req('/app/../other'), status: 404, reason: 'no-route' },
 ];
 
+/** `request` with an Authorization line added after the request line. */
+const withToken = (request: string): string => {
+  const end = request.indexOf('\r\n');
+  return `${request.slice(0, end + 2)}Authorization: ${wg.auth.authorization}\r\n${request.slice(end + 2)}`;
+};
+
 for (const c of cases) {
   t.test(`${c.name}: ${c.status}, nothing forwarded`, async (t) => {
     const before = upstream.connections.accepted;
     const res = await rawRequest(wg.port, c.request);
     t.equal(res.status, c.status, `answered ${c.status}`);
     if (c.reason) t.match(res.body, `"reason":"${c.reason}"`, `reason code ${c.reason} is shown to the client`);
+    t.notMatch(res.head, /www-authenticate/i, 'refused before authentication: no challenge');
     t.equal(upstream.connections.accepted, before, 'the upstream accepted no connection');
+
+    const authed = await rawRequest(wg.port, withToken(c.request));
+    t.equal(authed.status, c.status, `with a valid bearer token it is still ${c.status}`);
+    if (c.reason) t.match(authed.body, `"reason":"${c.reason}"`, `with a valid bearer token the reason is still ${c.reason}`);
+    t.equal(upstream.connections.accepted, before, 'and the upstream still accepted no connection');
   });
 }
+
+t.test('a routable request without credentials: 401 login-required, nothing forwarded', async (t) => {
+  // The authenticate stage comes after normalize and route: a canonical, routed request
+  // still reaches no upstream until it carries a verified identity.
+  const before = upstream.connections.accepted;
+  const res = await rawRequest(wg.port, req('/app/x', 'Host: app.test\r\nAccept: application/json\r\n'));
+  t.equal(res.status, 401, 'answered 401');
+  t.match(res.body, '"reason":"login-required"', 'reason code login-required');
+  t.match(res.head, /\r\nwww-authenticate: Bearer realm="wardgate"/i, 'with a Bearer challenge');
+  t.equal(upstream.connections.accepted, before, 'the upstream accepted no connection');
+});
 
 t.test('a browser is shown an HTML page with the reason and request id', async (t) => {
   const res = await rawRequest(wg.port, req('/nowhere', 'Host: app.test\r\nAccept: text/html\r\n'));
@@ -94,7 +122,7 @@ t.test('refusals are counted and logged with their reason', async (t) => {
 });
 
 t.test('a canonicalizable path is forwarded in its canonical form', async (t) => {
-  const res = await rawRequest(wg.port, req('/app/./a//b/%7Euser/../c%3a'));
+  const res = await rawRequest(wg.port, req('/app/./a//b/%7Euser/../c%3a', `Host: app.test\r\nAuthorization: ${wg.auth.authorization}\r\n`));
   t.equal(res.status, 200);
   t.equal(upstream.seen.at(-1)?.url, '/app/a/b/c%3A', 'upstream sees exactly the path that was routed');
 });

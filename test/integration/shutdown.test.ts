@@ -2,6 +2,7 @@ import { createServer as createHttpServer, request, type Server } from 'node:htt
 import { connect, type AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { WebSocket, WebSocketServer } from 'ws';
+import { identityYaml, sharedIdp } from '../helpers/gateway.js';
 import { freePort, spawnWardgate, waitFor200, writeTempConfig, type WardgateProcess } from '../helpers/process.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import { sleep, until, within } from '../helpers/wait.js';
@@ -9,7 +10,10 @@ import { sleep, until, within } from '../helpers/wait.js';
 /*
  * Graceful shutdown of a real wardgate process on SIGTERM: it stops accepting at once,
  * says "not ready", lets in-flight requests finish, cuts what outlives the drain deadline,
- * sends open WebSockets a 1001 close frame, and exits 0.
+ * sends open WebSockets a 1001 close frame, and exits 0. The process verifies bearer
+ * tokens against the shared test IdP (running in this process), and every request and
+ * handshake through it carries one (the route accepts bearer tokens: routes default to
+ * sessions only).
  */
 
 t.setTimeout(90_000);
@@ -17,6 +21,8 @@ t.setTimeout(90_000);
 const HOST = 'app.test';
 const SLOW_MS = 1000;
 const SLOW_BODY = Buffer.alloc(256 * 1024, 'in-flight-response-');
+const { idp, token } = await sharedIdp();
+const AUTH = { authorization: `Bearer ${token}` };
 
 interface Running {
   proc: WardgateProcess;
@@ -32,6 +38,7 @@ async function startWardgate(t: Test, upstreamUrl: string, drainTimeout: string,
 admin:
   listen: "127.0.0.1:${adminPort}"
 workers: 1
+${identityYaml(idp.issuer, 1)}
 log:
   level: info
   access: false
@@ -41,6 +48,7 @@ routes:
   - id: app
     host: ${HOST}
     websockets: ${websockets}
+    auth: { methods: [session, bearer] }
     upstream:
       url: "${upstreamUrl}"
 `);
@@ -59,10 +67,10 @@ interface Outcome {
   endedAt: number;
 }
 
-/** One GET through wardgate on a fresh connection; never rejects, reports what happened. */
-function get(port: number, path: string, host = HOST): Promise<Outcome> {
+/** One GET on a fresh connection (authenticated unless `headers` says otherwise); never rejects, reports what happened. */
+function get(port: number, path: string, host = HOST, headers: Record<string, string> = AUTH): Promise<Outcome> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { host } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { host, ...headers } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks), endedAt: Date.now() }));
@@ -95,7 +103,7 @@ async function untilRefused(port: number, ms: number): Promise<number> {
 async function untilNotReady(adminPort: number, ms: number): Promise<number | undefined> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    const outcome = await get(adminPort, '/readyz', `127.0.0.1:${adminPort}`);
+    const outcome = await get(adminPort, '/readyz', `127.0.0.1:${adminPort}`, {});
     if (outcome.status === 503) return outcome.endedAt;
     if (outcome.error?.code === 'ECONNREFUSED') return undefined;
     await sleep(5);
@@ -187,7 +195,7 @@ t.test('an open WebSocket through wardgate gets a 1001 close frame on SIGTERM', 
   const upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const { proc, port } = await startWardgate(t, upstreamUrl, '5s', true);
 
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { host: HOST } });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { host: HOST, ...AUTH } });
   t.teardown(() => ws.terminate());
   ws.on('error', () => {});
   const messages: string[] = [];

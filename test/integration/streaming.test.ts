@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import t from 'tap';
+import { identityYaml, sharedIdp } from '../helpers/gateway.js';
 import { freePort, spawnWardgate, waitFor200, writeTempConfig } from '../helpers/process.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import { sleep } from '../helpers/wait.js';
@@ -9,6 +10,8 @@ import { sleep } from '../helpers/wait.js';
  * Bodies stream through wardgate in both directions with backpressure: a 1 GiB upload and
  * a 1 GiB download pass with exact byte counts while the wardgate process (a child, so its
  * memory is its own) stays within a small, fixed bound of its warmed-up resident size.
+ * Every transfer authenticates with a bearer token from the shared test IdP (the route
+ * accepts bearer tokens: routes default to sessions only).
  */
 
 t.setTimeout(240_000);
@@ -45,6 +48,7 @@ function pump(out: NodeJS.WritableStream, size: number, onWritten?: (n: number) 
 let upstream: TestUpstream;
 let port = 0;
 let pid = 0;
+let auth: { authorization: string } = { authorization: '' };
 
 /** wardgate's resident set size in bytes, from /proc (Linux). */
 function rssOf(processId: number): number {
@@ -96,7 +100,7 @@ function upload(path: string, size: number, timeoutMs: number, onWritten?: (n: n
       method: 'POST',
       path,
       agent: false,
-      headers: { host: HOST, 'content-type': 'application/octet-stream', 'content-length': size },
+      headers: { host: HOST, ...auth, 'content-type': 'application/octet-stream', 'content-length': size },
     }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -127,7 +131,7 @@ interface Download {
 /** GETs `path` through wardgate and counts the body's bytes; bounded by `timeoutMs`. */
 function download(path: string, timeoutMs: number, onResponse?: (res: IncomingMessage) => void): Promise<Download> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method: 'GET', path, agent: false, headers: { host: HOST } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, method: 'GET', path, agent: false, headers: { host: HOST, ...auth } }, (res) => {
       let received = 0;
       res.on('data', (c: Buffer) => {
         received += c.length;
@@ -192,6 +196,8 @@ t.before(async () => {
     res.writeHead(404).end();
   }, { streaming: true });
 
+  const { idp, token } = await sharedIdp();
+  auth = { authorization: `Bearer ${token}` };
   const [httpPort, adminPort] = [await freePort(), await freePort()];
   port = httpPort;
   const file = writeTempConfig(`listen:
@@ -199,6 +205,7 @@ t.before(async () => {
 admin:
   listen: "127.0.0.1:${adminPort}"
 workers: 1
+${identityYaml(idp.issuer, 1)}
 log:
   level: warn
   access: false
@@ -207,6 +214,7 @@ shutdown:
 routes:
   - id: stream
     host: ${HOST}
+    auth: { methods: [session, bearer] }
     upstream:
       url: "${upstream.url}"
 `);

@@ -10,8 +10,10 @@ import { until, within } from '../helpers/wait.js';
 /*
  * WebSockets through a real in-process wardgate, to real `ws` upstreams and real `ws`
  * clients: the handshake goes through the same pipeline as every request (normalize,
- * route, header hygiene), tunnels carry frames both ways, and wardgate can end a route's
- * tunnels with a well-formed close frame even while the upstream is mid-message.
+ * route, authenticate, header hygiene), tunnels carry frames both ways, and wardgate can
+ * end a route's tunnels with a well-formed close frame even while the upstream is
+ * mid-message. Handshakes authenticate with the shared test IdP's bearer token unless a
+ * test is about ones that do not.
  */
 
 const MiB = 1 << 20;
@@ -105,7 +107,7 @@ const clients: WebSocket[] = [];
 async function openClient(port: number, host: string, path: string, headers: Record<string, string> = {}): Promise<Client> {
   const testId = randomUUID();
   const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, {
-    headers: { host, 'x-test-id': testId, ...headers },
+    headers: { host, 'x-test-id': testId, ...wg.auth, ...headers },
     perMessageDeflate: false,
   });
   clients.push(ws);
@@ -251,6 +253,9 @@ t.teardown(async () => {
   await upstream.close();
 });
 
+/** The Authorization line of a raw handshake that authenticates. */
+const authLine = `Authorization: ${wg.auth.authorization}\r\n`;
+
 t.test('an upgrade is proxied: messages both ways, identity headers stripped, forwarding headers set', async (t) => {
   const client = await openClient(wg.port, 'ws.test', '/chat?room=1', {
     'X-Wardgate-User': 'mallory@hospital.test',
@@ -289,6 +294,8 @@ t.test('an upgrade is proxied: messages both ways, identity headers stripped, fo
   t.not(h['x-request-id'], 'client-chosen-request-id', 'an untrusted client cannot choose the request id');
   t.equal(h.host, `127.0.0.1:${upstream.port}`, 'without preserveHost the upstream sees its own host');
   t.equal(h.upgrade, 'websocket', 'the upstream is asked for a websocket upgrade');
+  t.equal(h.authorization, undefined, 'the client\'s Authorization (its bearer token) is not passed on');
+  t.match(String(h['x-wardgate-assertion']), /^[\w-]+\.[\w-]+\.[\w-]+$/, 'the upstream gets wardgate\'s identity assertion on the handshake');
 
   // The access log has the 101 for this very upgrade, under the id the upstream saw.
   await until(() => wg.access().some((l) => l.reqId === h['x-request-id']), 2000, 'the access-log line of the upgrade');
@@ -306,7 +313,7 @@ t.test('an upgrade is proxied: messages both ways, identity headers stripped, fo
 
 t.test('the upstream sees the canonical path of a raw handshake', async (t) => {
   const testId = randomUUID();
-  const res = await rawUpgrade(wg.port, upgradeRequest('/a/./b/../ws?x=1', 'ws.test', `X-Test-Id: ${testId}\r\nX-Wardgate-User: mallory\r\n`));
+  const res = await rawUpgrade(wg.port, upgradeRequest('/a/./b/../ws?x=1', 'ws.test', `X-Test-Id: ${testId}\r\nX-Wardgate-User: mallory\r\n${authLine}`));
   t.teardown(() => res.socket.destroy());
   t.equal(res.status, 101, 'wardgate switches protocols for /a/./b/../ws');
   t.match(res.head, new RegExp(`sec-websocket-accept: ${ACCEPT.replace(/[+/=]/g, '\\$&')}`, 'i'), 'the upstream\'s Sec-WebSocket-Accept reaches the client');
@@ -321,13 +328,15 @@ t.test('the upstream sees the canonical path of a raw handshake', async (t) => {
 });
 
 t.test('upgrades are refused by the same pipeline as other requests, and nothing reaches the upstream', async (t) => {
+  // The normalize and route refusals carry no credentials: they come before authentication.
+  // The route-policy refusals carry a valid token, so the refusal is not a missing identity.
   const cases = [
     { name: 'unknown host', request: upgradeRequest('/ws', 'unknown.test'), status: 404, reason: 'no-route' },
     { name: 'path traversal', request: upgradeRequest('/../../etc/ws', 'ws.test'), status: 400, reason: 'path-traversal' },
-    { name: 'route without websockets: true', request: upgradeRequest('/ws', 'plain.test'), status: 403, reason: 'websockets-not-allowed' },
+    { name: 'route without websockets: true', request: upgradeRequest('/ws', 'plain.test', authLine), status: 403, reason: 'websockets-not-allowed' },
     {
       name: 'a non-websocket upgrade (h2c)',
-      request: upgradeRequest('/ws', 'ws.test', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n', 'h2c').replace('Connection: Upgrade', 'Connection: Upgrade, HTTP2-Settings'),
+      request: upgradeRequest('/ws', 'ws.test', `HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n${authLine}`, 'h2c').replace('Connection: Upgrade', 'Connection: Upgrade, HTTP2-Settings'),
       status: 400,
       reason: 'upgrade-not-supported',
     },
@@ -346,11 +355,48 @@ t.test('upgrades are refused by the same pipeline as other requests, and nothing
   }
 });
 
+t.test('an upgrade without credentials, or with a bad token, is refused with 401 and the upstream sees nothing', async (t) => {
+  // Proves a WebSocket handshake passes the authenticate stage like any request: it cannot
+  // follow a sign-in redirect, so it gets 401 with a challenge, and no tunnel is opened.
+  const cases = [
+    { name: 'no credentials', extra: '', reason: 'login-required', challenge: 'Bearer realm="wardgate"' },
+    { name: 'no credentials, from a browser', extra: 'Accept: text/html\r\nSec-Fetch-Mode: websocket\r\n', reason: 'login-required', challenge: 'Bearer realm="wardgate"' },
+    { name: 'a garbage bearer token', extra: 'Authorization: Bearer not-a-jwt\r\n', reason: 'token-invalid', challenge: 'Bearer realm="wardgate", error="invalid_token"' },
+  ];
+  for (const c of cases) {
+    const acceptedBefore = upstream.accepted();
+    const handshakesBefore = upstream.handshakes.length;
+    const res = await rawRequest(wg.port, upgradeRequest(`/auth-${c.reason}`, 'ws.test', c.extra));
+    t.equal(res.status, 401, `${c.name}: answered 401, not redirected`);
+    t.match(res.body, c.reason, `${c.name}: the client is told ${c.reason}`);
+    t.equal(/\r\nwww-authenticate: ([^\r]*)/i.exec(res.head)?.[1], c.challenge, `${c.name}: WWW-Authenticate is ${c.challenge}`);
+    t.notMatch(res.head, /sec-websocket-accept/i, `${c.name}: no handshake was completed`);
+    t.equal(upstream.accepted(), acceptedBefore, `${c.name}: the upstream accepted no TCP connection`);
+    t.equal(upstream.handshakes.length, handshakesBefore, `${c.name}: the upstream saw no handshake`);
+  }
+  await until(() => wg.access().filter((l) => l.status === 401 && l.route === 'ws-main').length === cases.length, 2000, 'the access-log lines of the refused upgrades');
+  t.pass('each refused upgrade is in the access log with status 401 under its route');
+
+  // A real ws client without credentials never opens.
+  const ws = new WebSocket(`ws://127.0.0.1:${wg.port}/ws`, { headers: { host: 'ws.test' } });
+  clients.push(ws);
+  const status = await within(new Promise<number>((resolve, reject) => {
+    ws.on('unexpected-response', (req, res) => {
+      resolve(res.statusCode ?? 0);
+      res.resume();
+      req.destroy();
+    });
+    ws.on('open', () => reject(new Error('a tunnel opened without credentials')));
+    ws.on('error', () => {});
+  }), 5000, 'the answer to an upgrade without credentials');
+  t.equal(status, 401, 'a ws client without credentials gets 401 and no tunnel');
+});
+
 t.test('a websocket upgrade with a method other than GET is answered and recorded, not dropped', async (t) => {
   // RFC 6455 §4.1: the opening handshake is a GET. Anything else must be refused like any
   // other request: with a status the client can read, and an access-log line.
   const acceptedBefore = upstream.accepted();
-  const request = upgradeRequest('/post-upgrade', 'ws.test', 'Content-Length: 0\r\n').replace(/^GET /, 'POST ');
+  const request = upgradeRequest('/post-upgrade', 'ws.test', `Content-Length: 0\r\n${authLine}`).replace(/^GET /, 'POST ');
   const res = await rawRequest(wg.port, request);
   t.ok(res.status >= 400 && res.status < 500, `the client gets a 4xx answer (got ${res.status || 'no response at all'})`);
   t.match(res.body, /"reason":"[a-z-]+"/, 'with a reason code');
@@ -362,7 +408,7 @@ t.test('a websocket upgrade with a method other than GET is answered and recorde
 
 t.test('an unreachable upstream: 502 and a connect_refused error counted', async (t) => {
   const errorsBefore = sample(await wg.metrics(), 'wardgate_upstream_errors_total', { route: 'ws-dead', kind: 'connect_refused' }) ?? 0;
-  const ws = new WebSocket(`ws://127.0.0.1:${wg.port}/ws`, { headers: { host: 'dead.test' } });
+  const ws = new WebSocket(`ws://127.0.0.1:${wg.port}/ws`, { headers: { host: 'dead.test', ...wg.auth } });
   clients.push(ws);
   const status = await within(new Promise<number>((resolve, reject) => {
     ws.on('unexpected-response', (req, res) => {

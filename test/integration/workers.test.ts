@@ -1,8 +1,13 @@
-import { readFileSync } from 'node:fs';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import t from 'tap';
-import { sample } from '../helpers/gateway.js';
+import type { DemoIdp } from '../../proxy/demo/idp.js';
+import { Browser } from '../helpers/browser.js';
+import { API_AUDIENCE, API_CLIENT, TEST_CLIENT, sample } from '../helpers/gateway.js';
+import { rigClients } from '../helpers/sign-in-rig.js';
+import { clientCredentialsToken, signIn, startTestIdp } from '../helpers/idp.js';
 import { freePort, spawnWardgate, waitFor200, writeTempConfig, type WardgateProcess } from '../helpers/process.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import { until, within } from '../helpers/wait.js';
@@ -10,13 +15,15 @@ import { until, within } from '../helpers/wait.js';
 /*
  * Worker mode as operators run it: `workers: 2` forks two processes sharing the main
  * listener while the primary serves the admin listener and aggregates every worker's
- * metrics. A worker that dies is replaced; SIGTERM drains them all and exits 0.
+ * metrics, and holds the store the workers share: a session made in one worker is good
+ * in the other, and a logout in one ends it in both. A worker that dies is replaced;
+ * SIGTERM drains them all and exits 0.
  */
 
 t.setTimeout(120_000);
 
 const VERSION = (JSON.parse(readFileSync(resolve(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string }).version;
-const HOST = 'app.test';
+const HOST = 'app.localhost';
 const ROUTE = 'app';
 const REQUESTS = 200;
 const CONCURRENCY = 8;
@@ -26,10 +33,12 @@ interface Answer {
   error?: string;
 }
 
+let token = '';
+
 /** One request on its own connection (no keep-alive), bounded to 10 s. */
 function get(port: number, path: string, host: string): Promise<Answer> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 10_000, headers: { host } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 10_000, headers: { host, authorization: `Bearer ${token}` } }, (res) => {
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
       res.on('error', (err) => resolve({ status: 0, error: err.message }));
@@ -72,12 +81,24 @@ async function readyz(adminPort: number): Promise<number> {
 
 let upstream: TestUpstream;
 let proc: WardgateProcess;
+let idp: DemoIdp;
 let port = 0;
 let adminPort = 0;
 
 t.before(async () => {
   upstream = await startUpstream();
   [port, adminPort] = [await freePort(), await freePort()];
+  const auth = `http://auth.localhost:${port}`;
+  idp = await startTestIdp({
+    clients: rigClients(auth),
+    resources: { [API_AUDIENCE]: { scope: 'patient/*.read' } },
+  });
+  t.teardown(() => idp.close());
+  token = await clientCredentialsToken(idp, API_CLIENT.id, API_CLIENT.secret, API_AUDIENCE, 'patient/*.read');
+  // Several workers must share their keys: configured, not made up by each at start.
+  const placeholder = writeTempConfig('');
+  const keyFile = join(dirname(placeholder), 'assertion.key');
+  writeFileSync(keyFile, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }));
   const file = writeTempConfig(`listen:
   http: "127.0.0.1:${port}"
 admin:
@@ -88,9 +109,21 @@ log:
   access: true
 shutdown:
   drainTimeout: 5s
+identity:
+  issuer: "${idp.issuer}"
+  clientId: ${TEST_CLIENT.id}
+  clientSecret: ${TEST_CLIENT.secret}
+  authUrl: "${auth}"
+  cookieKeys: ["${randomBytes(32).toString('base64')}"]
+  assertion:
+    keys: ["${keyFile}"]
+  bearer:
+    audience: ${API_AUDIENCE}
 routes:
   - id: ${ROUTE}
     host: ${HOST}
+    auth:
+      methods: [session, bearer]
     upstream:
       url: "${upstream.url}"
 `);
@@ -138,6 +171,35 @@ t.test(`${REQUESTS} requests on fresh connections all succeed, served by both wo
   t.ok((sample(metrics, 'process_cpu_user_seconds_total') ?? 0) > 0, 'default process metrics are aggregated too');
   t.equal(sample(metrics, 'wardgate_build_info', { version: VERSION }), 1,
     'build info is reported once (aggregated with "first"), not summed to the worker count');
+});
+
+t.test('a session signed in through one worker is good in both, and a logout in one ends it in both', async (t) => {
+  const browser = new Browser();
+  const page = await signIn(browser, `http://${HOST}:${port}/signed-in`, 'dr.alice', 'hwk');
+  t.equal(page.status, 200, 'dr.alice signed in through the worker pool');
+  const cookie = browser.cookies(HOST).find((c) => c.name === '__Host-wardgate');
+  t.ok(cookie, 'the app host holds a session cookie');
+  const asAlice = (path: string): Promise<Answer> => new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 10_000, headers: { host: HOST, cookie: `__Host-wardgate=${cookie!.value}`, accept: 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+    });
+    req.on('error', (err) => resolve({ status: 0, error: err.message }));
+    req.end();
+  });
+  const before = await Promise.all(Array.from({ length: 40 }, (_, i) => asAlice(`/session/${i}`)));
+  t.same(before.filter((a) => a.status !== 200), [], 'every request with the session cookie got 200, on fresh connections');
+  await until(() => accessLines(proc).filter((l) => l.path?.startsWith('/session/')).length >= 40, 10_000, 'access lines for the session requests');
+  const pids = new Set(accessLines(proc).filter((l) => l.path?.startsWith('/session/')).map((l) => l.pid));
+  t.equal(pids.size, 2, 'both workers honoured the session made in one of them: the store is shared');
+
+  const form = await browser.navigate(`http://${HOST}:${port}/.wardgate/logout`);
+  const csrf = /name="csrf" value="([^"]+)"/.exec(form.body)?.[1];
+  t.ok(csrf, 'the logout page carries a CSRF token');
+  const out = await browser.request(`http://${HOST}:${port}/.wardgate/logout`, { method: 'POST', body: { csrf: csrf! } });
+  t.equal(out.status, 302, 'the logout was accepted');
+  const after = await Promise.all(Array.from({ length: 40 }, (_, i) => asAlice(`/ended/${i}`)));
+  t.same(after.filter((a) => a.status !== 401), [], 'right after the logout answered, no worker accepts the session any more');
 });
 
 t.test('a worker killed with SIGKILL is replaced: /readyz recovers and requests keep succeeding', async (t) => {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,10 +31,36 @@ openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime25
 openssl(['x509', '-in', join(dir, 'cert.pem'), '-outform', 'DER', '-out', join(dir, 'cert.der')]);
 writeFileSync(join(dir, 'not-pem.txt'), 'this is not a certificate\n');
 
+// Assertion signing keys: EC P-256 only; the others are here to be refused.
+function writeKey(name: string, key: KeyObject, type: 'pkcs8' | 'sec1' = 'pkcs8'): void {
+  writeFileSync(join(dir, name), key.export({ type, format: 'pem' }));
+}
+writeKey('assertion.pem', generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+writeKey('assertion-old.pem', generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, 'sec1');
+writeKey('rsa.pem', generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey);
+writeKey('p384.pem', generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey);
+writeKey('ed25519.pem', generateKeyPairSync('ed25519').privateKey);
+
+/** A 32-byte cookie key, as `openssl rand -base64 32` prints one. */
+const COOKIE_KEY = Buffer.alloc(32, 0x5a).toString('base64');
+const OTHER_COOKIE_KEY = Buffer.alloc(32, 0xa5).toString('base64');
+
+/*
+ * BASE is valid whatever `workers` defaults to on this machine (the cores Node sees):
+ * with more than one worker the cookie and assertion keys are required, so it has them.
+ */
 const BASE = `listen:
   http: 127.0.0.1:8080
 admin:
   listen: 127.0.0.1:9090
+identity:
+  issuer: http://localhost:8081
+  clientId: wardgate
+  clientSecret: test-client-secret
+  authUrl: http://auth.localhost:8080
+  cookieKeys: ["${COOKIE_KEY}"]
+  assertion:
+    keys: [assertion.pem]
 routes:
   - id: epic
     host: epic.example
@@ -407,5 +434,303 @@ t.test('parseDuration', async (t) => {
   for (const [text, ms] of good) t.equal(parseDuration(text), ms, `${JSON.stringify(text)} is ${ms} ms`);
   for (const text of ['30 seconds', '30', 's', '-1s', '1d', '1S', '1H', '', '1e3s', '.5s', '5 s', '1h30m', '1,5s']) {
     t.equal(parseDuration(text), undefined, `${JSON.stringify(text)} is not a duration`);
+  }
+});
+
+/*
+ * identity: the OIDC client, sessions, assertion keys and bearer tokens; and each route's
+ * auth block. The helpers below edit BASE's identity block and its first route.
+ */
+
+const AUTH_URL_LINE = '  authUrl: http://auth.localhost:8080\n';
+const KEYS = `  cookieKeys: ["${COOKIE_KEY}"]\n  assertion:\n    keys: [assertion.pem]\n`;
+
+/** BASE with `lines` added to its identity block. */
+function inIdentity(lines: string, text = BASE): string {
+  return swap(text, AUTH_URL_LINE, `${AUTH_URL_LINE}${lines}`);
+}
+
+/** BASE with `lines` (indented as route keys) added to the first route, epic. */
+function inEpic(lines: string, text = BASE): string {
+  return swap(text, '    host: epic.example\n', `    host: epic.example\n${lines}`);
+}
+
+/** BASE with one worker and no cookie or assertion keys: the smallest identity block. */
+const ONE_WORKER = `${swap(BASE, KEYS, '')}workers: 1\n`;
+
+t.test('identity is required, and so are its issuer, client and sign-in origin', async (t) => {
+  const none = swap(BASE, BASE.slice(BASE.indexOf('identity:'), BASE.indexOf('routes:')), '');
+  expectFault(t, 'no identity block', none, { where: `${FILE}:1:1`, path: 'identity', expected: /expected object/ });
+
+  const noIssuer = swap(BASE, '  issuer: http://localhost:8081\n', '');
+  expectFault(t, 'no issuer', noIssuer, { where: at(noIssuer, 'clientId'), path: 'identity.issuer', expected: /expected an issuer URL such as https:\/\/login\.hospital\.example/ });
+  const noSecret = swap(BASE, '  clientSecret: test-client-secret\n', '');
+  expectFault(t, 'no client secret', noSecret, { where: at(noSecret, 'issuer:'), path: 'identity.clientSecret', expected: /expected string/ });
+  const emptyId = swap(BASE, 'clientId: wardgate', 'clientId: ""');
+  expectFault(t, 'an empty client id', emptyId, { where: at(emptyId, '""'), path: 'identity.clientId', expected: />=\s*1/ });
+  const noAuthUrl = swap(BASE, AUTH_URL_LINE, '');
+  expectFault(t, 'no authUrl', noAuthUrl, { where: at(noAuthUrl, 'issuer:'), path: 'identity.authUrl', expected: /expected an origin such as https:\/\/access\.hospital\.example/ });
+});
+
+t.test('issuer and authUrl: https, or plain http on loopback only', async (t) => {
+  for (const bad of ['http://login.hospital.example', 'http://10.0.0.5:8081', 'http://localhost.hospital.example', 'http://127.0.0.1.nip.io', 'http://evil-localhost:8081', 'http://[::2]:8081']) {
+    const text = swap(BASE, 'issuer: http://localhost:8081', `issuer: "${bad}"`);
+    expectFault(t, `issuer ${bad}`, text, { where: at(text, `"${bad}"`), path: 'identity.issuer', expected: `expected https: plain http is allowed only for localhost, got "${bad}"` });
+  }
+  const authHttp = swap(BASE, 'authUrl: http://auth.localhost:8080', 'authUrl: http://access.hospital.example');
+  expectFault(t, 'an http authUrl on a hospital host', authHttp, { where: at(authHttp, 'http://access'), path: 'identity.authUrl', expected: 'expected https: plain http is allowed only for localhost, got "http://access.hospital.example"' });
+
+  for (const bad of ['ftp://login.hospital.example', 'https://user:pw@login.hospital.example', 'https://login.hospital.example/?tenant=1', 'https://login.hospital.example/#x', 'login.hospital.example']) {
+    const text = swap(BASE, 'issuer: http://localhost:8081', `issuer: "${bad}"`);
+    expectFault(t, `issuer ${bad}`, text, { where: at(text, `"${bad}"`), path: 'identity.issuer', expected: `expected an issuer URL such as https://login.hospital.example (no query or credentials), got "${bad}"` });
+  }
+
+  for (const good of ['https://login.hospital.example', 'https://login.hospital.example/realms/clinical', 'http://127.0.0.1:8081', 'http://127.8.9.10:8081', 'http://idp.localhost:8081', 'http://LOCALHOST:8081', 'http://[::1]:8081']) {
+    const config = load(swap(BASE, 'issuer: http://localhost:8081', `issuer: "${good}"`));
+    t.equal(config.identity.issuer.href, new URL(good).href, `issuer ${good} is accepted and parsed`);
+  }
+  const https = load(swap(BASE, 'authUrl: http://auth.localhost:8080', 'authUrl: https://access.hospital.example'));
+  t.equal(https.identity.authUrl.origin, 'https://access.hospital.example', 'an https authUrl on any host is accepted');
+});
+
+t.test('authUrl is an origin: a path, query or credentials are refused', async (t) => {
+  for (const bad of ['https://access.hospital.example/wardgate', 'https://access.hospital.example/?a=1', 'https://u:p@access.hospital.example']) {
+    const text = swap(BASE, 'authUrl: http://auth.localhost:8080', `authUrl: "${bad}"`);
+    expectFault(t, `authUrl ${bad}`, text, { where: at(text, `"${bad}"`), path: 'identity.authUrl', expected: `expected an origin such as https://access.hospital.example (no path, query or credentials), got "${bad}"` });
+  }
+  const slash = load(swap(BASE, 'authUrl: http://auth.localhost:8080', 'authUrl: https://access.hospital.example/'));
+  t.equal(slash.identity.authUrl.href, 'https://access.hospital.example/', 'a bare origin with a trailing slash is still an origin');
+});
+
+t.test('scopes must include openid and be scope tokens', async (t) => {
+  const noOpenid = inIdentity('  scopes: [email, profile]\n');
+  expectFault(t, 'scopes without openid', noOpenid, { where: at(noOpenid, '[email, profile]'), path: 'identity.scopes', expected: 'expected the scopes to include openid' });
+  const badToken = inIdentity('  scopes: [openid, "fhir user"]\n');
+  expectFault(t, 'a scope with a space', badToken, { where: at(badToken, '"fhir user"'), path: 'identity.scopes[1]', expected: 'expected an OAuth scope token' });
+  const custom = load(inIdentity('  scopes: [openid, email, fhirUser, "launch/patient"]\n'));
+  t.same(custom.identity.scopes, ['openid', 'email', 'fhirUser', 'launch/patient'], 'scopes given are kept as given, in order');
+});
+
+t.test('cookie keys are 32 bytes of base64, and never echoed', async (t) => {
+  const cases: [string, string][] = [
+    ['c2hvcnQ=', 'got 5 bytes'],
+    ['not base64!', 'got 0 bytes'],
+    ['a'.repeat(64), 'got 48 bytes'], // `openssl rand -hex 32`, not -base64
+    [`${COOKIE_KEY.slice(0, 20)} ${COOKIE_KEY.slice(20)}`, 'got 0 bytes'],
+  ];
+  for (const [bad, got] of cases) {
+    const text = swap(BASE, `cookieKeys: ["${COOKIE_KEY}"]`, `cookieKeys: ["${COOKIE_KEY}", "${bad}"]`);
+    expectFault(t, `cookie key ${bad}`, text, { where: at(text, `"${bad}"`), path: 'identity.cookieKeys[1]', expected: `expected a 32-byte key in base64 (openssl rand -base64 32), ${got}` });
+    const message = faultOf(t, text).message;
+    t.notOk(message.includes(bad), `the refused key ${bad} is not repeated in the message (it is a secret)`);
+  }
+  const empty = swap(BASE, `cookieKeys: ["${COOKIE_KEY}"]`, 'cookieKeys: []');
+  expectFault(t, 'an empty cookie key list', empty, { where: at(empty, '[]'), path: 'identity.cookieKeys', expected: />=\s*1/ });
+
+  const two = load(swap(BASE, `cookieKeys: ["${COOKIE_KEY}"]`, `cookieKeys: ["${OTHER_COOKIE_KEY}", "${COOKIE_KEY}"]`));
+  t.same(two.identity.cookieKeys?.map((k) => k.toString('base64')), [OTHER_COOKIE_KEY, COOKIE_KEY], 'cookie keys are decoded to 32-byte buffers, in order (the first seals)');
+  const urlSafe = OTHER_COOKIE_KEY.replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '');
+  const safe = load(swap(BASE, `cookieKeys: ["${COOKIE_KEY}"]`, `cookieKeys: ["${urlSafe}"]`));
+  t.equal(safe.identity.cookieKeys?.[0]?.toString('base64'), OTHER_COOKIE_KEY, 'URL-safe base64 without padding is the same key');
+});
+
+t.test('assertion keys are EC P-256 private keys in PEM files', async (t) => {
+  for (const file of ['rsa.pem', 'p384.pem', 'ed25519.pem']) {
+    const text = swap(BASE, 'keys: [assertion.pem]', `keys: [assertion.pem, ${file}]`);
+    expectFault(t, `assertion key ${file}`, text, { where: at(text, file), path: 'identity.assertion.keys[1]', expected: 'expected an EC P-256 private key (ES256)' });
+  }
+  const notPem = swap(BASE, 'keys: [assertion.pem]', 'keys: [not-pem.txt]');
+  expectFault(t, 'an assertion key file that is not PEM', notPem, { where: at(notPem, 'not-pem.txt'), path: 'identity.assertion.keys[0]', expected: `${join(dir, 'not-pem.txt')} does not hold a PEM private key` });
+  const cert = swap(BASE, 'keys: [assertion.pem]', 'keys: [cert.pem]');
+  expectFault(t, 'a certificate given as the assertion key', cert, { where: at(cert, 'cert.pem'), path: 'identity.assertion.keys[0]', expected: `${join(dir, 'cert.pem')} does not hold a PEM private key` });
+  const missing = swap(BASE, 'keys: [assertion.pem]', 'keys: [keys/nope.key]');
+  expectFault(t, 'a missing assertion key file', missing, { where: at(missing, 'keys/nope.key'), path: 'identity.assertion.keys[0]', expected: `cannot read private key file ${join(dir, 'keys', 'nope.key')}: ENOENT` });
+  const der = swap(BASE, 'keys: [assertion.pem]', 'keys: [cert.der]');
+  expectFault(t, 'a DER file given as the assertion key', der, { where: at(der, 'cert.der'), path: 'identity.assertion.keys[0]', expected: /does not hold a PEM private key/ });
+
+  const good = load(swap(BASE, 'keys: [assertion.pem]', 'keys: [assertion.pem, assertion-old.pem, key.pem]'));
+  t.equal(good.identity.assertion.keys?.length, 3, 'PKCS#8 and SEC1 ("BEGIN EC PRIVATE KEY") P-256 keys are accepted, the first signing');
+  t.ok(good.identity.assertion.keys?.every((k) => Buffer.isBuffer(k)), 'assertion keys are read into buffers at load');
+});
+
+t.test('more than one worker needs shared cookie and assertion keys', async (t) => {
+  const text = `${swap(BASE, KEYS, '')}workers: 2\n`;
+  const err = faultOf(t, text);
+  const lines = err.message.split('\n');
+  t.equal(lines.length, 2, 'both missing keys are reported, in one round');
+  t.equal(lines[0], `${at(text, 'issuer:')}: identity.cookieKeys: expected cookieKeys when workers > 1 (openssl rand -base64 32)`, 'missing cookieKeys: located at the identity block, path and what to run');
+  t.match(lines[1] ?? '', new RegExp(`^${at(text, 'issuer:')}: identity\\.assertion\\.keys: expected assertion keys when workers > 1 \\(openssl ecparam -name prime256v1`), 'missing assertion keys: located at the identity block, path and what to run');
+  t.equal(err.path, 'identity.cookieKeys', 'the error carries the first fault\'s path');
+
+  const onlyCookies = `${swap(BASE, '  assertion:\n    keys: [assertion.pem]\n', '  assertion:\n    ttl: 30s\n')}workers: 2\n`;
+  expectFault(t, 'workers 2 with cookie keys only', onlyCookies, { where: at(onlyCookies, 'ttl: 30s'), path: 'identity.assertion.keys', expected: /expected assertion keys when workers > 1/ });
+  t.equal(faultOf(t, onlyCookies).message.split('\n').length, 1, 'with the cookie keys given, only the assertion keys are reported');
+
+  const one = load(ONE_WORKER);
+  t.equal(one.identity.cookieKeys, undefined, 'one worker may go without cookie keys (made up at start)');
+  t.equal(one.identity.assertion.keys, undefined, 'one worker may go without assertion keys (made up at start)');
+  t.equal(load(`${BASE}workers: 4\n`).workers, 4, 'several workers load when both keys are given');
+});
+
+t.test('a route may not take the sign-in host', async (t) => {
+  const text = `${BASE}  - id: signin\n    host: Auth.Localhost\n    upstream:\n      url: http://10.1.2.9:80\n`;
+  expectFault(t, 'a route on the authUrl host', text, { where: at(text, 'Auth.Localhost'), path: 'routes[2].host', expected: 'auth.localhost is wardgate\'s sign-in host (identity.authUrl); give the route its own host' });
+  const sibling = load(`${BASE}  - id: portal\n    host: auth2.localhost\n    upstream:\n      url: http://10.1.2.9:80\n`);
+  t.equal(sibling.routes[2]!.host, 'auth2.localhost', 'a merely similar host is a route like any other');
+});
+
+t.test('route auth: methods', async (t) => {
+  const bearer = inEpic('    auth:\n      methods: [bearer]\n');
+  expectFault(t, 'bearer without identity.bearer', bearer, { where: at(bearer, '[bearer]'), path: 'routes[0].auth.methods', expected: 'bearer needs identity.bearer (the audience API tokens are issued for)' });
+  const configured = load(inIdentity('  bearer:\n    audience: https://fhir.example/fhir\n', bearer));
+  t.same(configured.routes[0]!.auth.methods, ['bearer'], 'bearer is accepted once identity.bearer is configured');
+  t.same(configured.identity.bearer, { audience: 'https://fhir.example/fhir', algorithms: ['RS256', 'PS256', 'ES256'] }, 'bearer algorithms default to RS256, PS256 and ES256');
+
+  const unknown = inEpic('    auth:\n      methods: [session, password]\n');
+  expectFault(t, 'an unknown method', unknown, { where: at(unknown, 'password'), path: 'routes[0].auth.methods[1]', expected: /expected one of "session"\|"bearer"/ });
+  const empty = inEpic('    auth:\n      methods: []\n');
+  expectFault(t, 'an empty method list', empty, { where: at(empty, '[]'), path: 'routes[0].auth.methods', expected: />=\s*1/ });
+});
+
+t.test('unknown keys inside identity and route auth are refused at the key', async (t) => {
+  const cases: [string, string, string][] = [
+    [inIdentity('  redirectUri: https://access.example/cb\n'), 'redirectUri', 'identity.redirectUri'],
+    [inIdentity('  session:\n    idle: 5m\n'), 'idle:', 'identity.session.idle'],
+    [inIdentity('  bearer:\n    audience: x\n    audiences: [y]\n'), 'audiences', 'identity.bearer.audiences'],
+    [swap(BASE, '    keys: [assertion.pem]\n', '    keys: [assertion.pem]\n    key: assertion.pem\n'), 'key: assertion', 'identity.assertion.key'],
+    [inEpic('    auth:\n      required:\n        acr: [phr]\n'), 'required', 'routes[0].auth.required'],
+    [inEpic('    auth:\n      require:\n        acrs: [phr]\n'), 'acrs', 'routes[0].auth.require.acrs'],
+    [`${BASE}store:\n  type: memory\n  size: 10\n`, 'size', 'store.size'],
+  ];
+  for (const [text, key, path] of cases) {
+    const name = path.split('.').pop()!;
+    expectFault(t, `unknown key ${path}`, text, { where: at(text, key), path, expected: `unknown key "${name}"` });
+  }
+});
+
+t.test('route auth: claim headers', async (t) => {
+  const good = load(inEpic('    auth:\n      claimHeaders:\n        X-Epic-User: email\n        X-Groups: groups\n'));
+  t.same(good.routes[0]!.auth.claimHeaders, { 'x-epic-user': 'email', 'x-groups': 'groups' }, 'header names are lower-cased; claims kept');
+
+  const claim = inEpic('    auth:\n      claimHeaders:\n        X-User: phone\n');
+  expectFault(t, 'an unknown claim', claim, { where: at(claim, 'phone'), path: 'routes[0].auth.claimHeaders.X-User', expected: /expected one of "sub"\|"email"\|"name"\|"groups"\|"acr"\|"amr"/ });
+
+  const name = inEpic('    auth:\n      claimHeaders:\n        "X Epic User": email\n');
+  const err = faultOf(t, name);
+  const first = err.message.split('\n')[0] ?? '';
+  const line = at(name, '"X Epic User"').split(':').slice(-2, -1)[0];
+  t.ok(first.startsWith(`${FILE}:${line}:`), `an invalid header name is reported on its own line (got "${first}")`);
+  t.match(first, ': routes[0].auth.claimHeaders.X Epic User: ', 'with the path of the header name');
+  t.equal(err.code, 'config-invalid', 'as a config-invalid error');
+  t.match(first, `${at(name, '"X Epic User"')}: routes[0].auth.claimHeaders.X Epic User: expected an HTTP header name`,
+    'the message says a header name was expected, at the key');
+});
+
+t.test('bearer tokens: symmetric and unsigned algorithms are refused', async (t) => {
+  for (const alg of ['HS256', 'none', 'RS1']) {
+    const text = inIdentity(`  bearer:\n    audience: https://fhir.example/fhir\n    algorithms: [ES256, ${alg}]\n`);
+    expectFault(t, `algorithm ${alg}`, text, { where: at(text, alg, 'ES256, '), path: 'identity.bearer.algorithms[1]', expected: /expected one of "RS256"\|.*"ES256"/ });
+  }
+  const noAudience = inIdentity('  bearer:\n    algorithms: [ES256]\n');
+  expectFault(t, 'bearer without an audience', noAudience, { where: at(noAudience, 'algorithms'), path: 'identity.bearer.audience', expected: /expected the audience/ });
+  const list = load(inIdentity('  bearer:\n    audience: [https://fhir.example/fhir, fhir-api]\n    algorithms: [PS256, EdDSA]\n'));
+  t.same(list.identity.bearer, { audience: ['https://fhir.example/fhir', 'fhir-api'], algorithms: ['PS256', 'EdDSA'] }, 'several audiences and chosen asymmetric algorithms are kept');
+});
+
+t.test('identity and route auth durations', async (t) => {
+  const lifetime = inIdentity('  session:\n    absoluteLifetime: 12 hours\n');
+  expectFault(t, 'absoluteLifetime in words', lifetime, { where: at(lifetime, '12 hours'), path: 'identity.session.absoluteLifetime', expected: 'expected a duration such as 500ms, 30s, 5m or 1h, got "12 hours"' });
+  const idle = inIdentity('  session:\n    idleTimeout: 0s\n');
+  expectFault(t, 'a zero idleTimeout', idle, { where: at(idle, '0s'), path: 'identity.session.idleTimeout', expected: /expected a duration.*got "0s"/ });
+  const ttl = swap(BASE, '    keys: [assertion.pem]\n', '    keys: [assertion.pem]\n    ttl: 60\n');
+  expectFault(t, 'an assertion ttl without unit', ttl, { where: at(ttl, '60', 'ttl:'), path: 'identity.assertion.ttl', expected: /expected a duration/ });
+  const idpTimeout = inIdentity('  idpTimeout: 5 s\n');
+  expectFault(t, 'idpTimeout with a space', idpTimeout, { where: at(idpTimeout, '5 s'), path: 'identity.idpTimeout', expected: /expected a duration.*got "5 s"/ });
+  const maxAge = inEpic('    auth:\n      require:\n        maxAge: 1 hour\n');
+  expectFault(t, 'maxAge in words', maxAge, { where: at(maxAge, '1 hour'), path: 'routes[0].auth.require.maxAge', expected: 'expected a duration such as 500ms, 30s, 5m or 1h, got "1 hour"' });
+
+  const set = load(inEpic('    auth:\n      require:\n        maxAge: 1h\n        acr: [phr]\n        amr: [hwk]\n',
+    inIdentity('  session:\n    absoluteLifetime: 8h\n    idleTimeout: 15m\n  idpTimeout: 2.5s\n', swap(BASE, '    keys: [assertion.pem]\n', '    keys: [assertion.pem]\n    ttl: 30s\n'))));
+  t.same(set.identity.session, { absoluteLifetime: 28_800_000, idleTimeout: 900_000 }, 'session durations are parsed to ms');
+  t.equal(set.identity.assertion.ttl, 30_000, 'the assertion ttl is parsed to ms');
+  t.equal(set.identity.idpTimeout, 2_500, 'idpTimeout is parsed to ms');
+  t.same(set.routes[0]!.auth.require, { maxAge: 3_600_000, acr: ['phr'], amr: ['hwk'] }, 'maxAge is parsed to ms; acr and amr kept');
+  const partial = load(inIdentity('  session:\n    idleTimeout: 10m\n'));
+  t.same(partial.identity.session, { absoluteLifetime: 43_200_000, idleTimeout: 600_000 }, 'a session block given in part keeps the default for the rest');
+});
+
+t.test('identity, auth and store defaults', async (t) => {
+  const config = load(ONE_WORKER);
+  const { identity } = config;
+  t.equal(identity.issuer.href, 'http://localhost:8081/', 'the issuer is parsed to a URL');
+  t.equal(identity.authUrl.origin, 'http://auth.localhost:8080', 'the authUrl is parsed to a URL');
+  t.equal(identity.clientId, 'wardgate', 'the client id is kept');
+  t.equal(identity.clientSecret, 'test-client-secret', 'the client secret is kept');
+  t.same(identity.scopes, ['openid', 'email', 'profile', 'groups', 'offline_access'], 'scopes default to openid email profile groups offline_access');
+  t.same(identity.session, { absoluteLifetime: 43_200_000, idleTimeout: 1_800_000 }, 'sessions default to 12h absolute, 30m idle');
+  t.equal(identity.assertion.ttl, 60_000, 'assertions live 60s by default');
+  t.equal(identity.assertion.keys, undefined, 'no assertion keys by default');
+  t.equal(identity.cookieKeys, undefined, 'no cookie keys by default');
+  t.equal(identity.bearer, undefined, 'bearer tokens are off by default');
+  t.equal(identity.idpTimeout, 5_000, 'IdP requests time out after 5s by default');
+  t.same(config.store, { type: 'memory', maxEntries: 1_000_000 }, 'the store defaults to memory with a million entries');
+  for (const route of config.routes) {
+    t.equal(route.auth.methods, undefined, `route ${route.id}: methods default to undefined (resolved at start)`);
+    t.same(route.auth.require, {}, `route ${route.id}: no strength requirement by default`);
+    t.same(route.auth.claimHeaders, {}, `route ${route.id}: no claim headers by default`);
+    t.equal(route.auth.passAuthorization, false, `route ${route.id}: the Authorization header is stripped by default`);
+  }
+  const pass = load(inEpic('    auth:\n      passAuthorization: true\n', ONE_WORKER));
+  t.equal(pass.routes[0]!.auth.passAuthorization, true, 'passAuthorization can be turned on');
+  t.same(pass.routes[0]!.auth.require, {}, 'an auth block given in part keeps the other defaults');
+
+  const store = `${BASE}store:\n  type: redis\n`;
+  expectFault(t, 'a store type other than memory', store, { where: at(store, 'redis'), path: 'store.type', expected: /expected "memory"/ });
+  const small = `${BASE}store:\n  maxEntries: 10\n`;
+  expectFault(t, 'a tiny store', small, { where: at(small, '10\n', 'maxEntries'), path: 'store.maxEntries', expected: />=\s*1000/ });
+});
+
+t.test('secrets: ${env:...} inside identity', async (t) => {
+  const names = ['WG_TEST_SECRET', 'WG_TEST_COOKIE_KEY', 'WG_TEST_IDP'];
+  const saved = names.map((n) => process.env[n]);
+  t.teardown(() => names.forEach((n, i) => (saved[i] === undefined ? delete process.env[n] : (process.env[n] = saved[i]))));
+  names.forEach((n) => delete process.env[n]);
+
+  const text = swap(swap(swap(BASE,
+    'clientSecret: test-client-secret', 'clientSecret: "${env:WG_TEST_SECRET:-fallback-secret}"'),
+    `cookieKeys: ["${COOKIE_KEY}"]`, `cookieKeys: ["\${env:WG_TEST_COOKIE_KEY:-${COOKIE_KEY}}"]`),
+    'issuer: http://localhost:8081', 'issuer: "${env:WG_TEST_IDP:-http://127.0.0.1:8081}"');
+  const defaults = load(text);
+  t.equal(defaults.identity.clientSecret, 'fallback-secret', 'the default is used for an unset client secret');
+  t.equal(defaults.identity.cookieKeys?.[0]?.toString('base64'), COOKIE_KEY, 'the default is used for an unset cookie key, then decoded');
+  t.equal(defaults.identity.issuer.href, 'http://127.0.0.1:8081/', 'the default is used for an unset issuer, then checked and parsed');
+
+  process.env.WG_TEST_SECRET = 's3cr3t-from-env';
+  process.env.WG_TEST_COOKIE_KEY = OTHER_COOKIE_KEY;
+  process.env.WG_TEST_IDP = 'https://login.hospital.example';
+  const set = load(text);
+  t.equal(set.identity.clientSecret, 's3cr3t-from-env', 'a set variable wins over its default (client secret)');
+  t.equal(set.identity.cookieKeys?.[0]?.toString('base64'), OTHER_COOKIE_KEY, 'a set variable wins over its default (cookie key)');
+  t.equal(set.identity.issuer.href, 'https://login.hospital.example/', 'a set variable wins over its default (issuer)');
+
+  process.env.WG_TEST_IDP = 'http://login.hospital.example';
+  expectFault(t, 'an http issuer from the environment', text, { where: at(text, '"${env:WG_TEST_IDP'), path: 'identity.issuer', expected: 'expected https: plain http is allowed only for localhost, got "http://login.hospital.example"' });
+  process.env.WG_TEST_COOKIE_KEY = 'dG9vIHNob3J0';
+  delete process.env.WG_TEST_IDP;
+  const shortKey = faultOf(t, text);
+  t.match(shortKey.message, `${at(text, '"${env:WG_TEST_COOKIE_KEY')}: identity.cookieKeys[0]: expected a 32-byte key in base64 (openssl rand -base64 32), got 9 bytes`, 'a bad key from the environment is located at its reference');
+  t.notMatch(shortKey.message, 'dG9vIHNob3J0', 'and its value is not printed');
+
+  const unset = swap(BASE, 'clientSecret: test-client-secret', 'clientSecret: "${env:WG_TEST_UNSET_SECRET}"');
+  delete process.env.WG_TEST_UNSET_SECRET;
+  expectFault(t, 'an unset client secret without default', unset, { where: at(unset, '"${env:'), path: 'identity.clientSecret', expected: 'environment variable WG_TEST_UNSET_SECRET is not set' });
+});
+
+t.test('claim headers cannot take over headers wardgate sets or HTTP needs', async (t) => {
+  for (const name of ['Authorization', 'Cookie', 'Host', 'Content-Length', 'X-Wardgate-Assertion', 'X-Forwarded-User', 'Proxy-Authorization']) {
+    const text = inEpic(`    auth:\n      claimHeaders:\n        ${name}: email\n`);
+    const first = faultOf(t, text).message.split('\n')[0] ?? '';
+    t.match(first, `routes[0].auth.claimHeaders.${name}: ${name} is a header wardgate sets, strips or needs for HTTP itself`,
+      `${name} is refused as a claim header, named at its path: a claim must not forge credentials, framing or wardgate's own headers`);
   }
 });

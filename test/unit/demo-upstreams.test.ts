@@ -267,7 +267,8 @@ t.test('fhir refuses writes with a 405 OperationOutcome', async (t) => {
 });
 
 function demoConfig(routes: string): ReturnType<typeof parseConfig> {
-  return parseConfig(`listen: { http: "127.0.0.1:0" }\nadmin: { listen: "127.0.0.1:0" }\nworkers: 1\nroutes:\n${routes}`, 'inline.yaml');
+  const identity = 'identity: { issuer: "http://localhost:1", clientId: wardgate, clientSecret: s, authUrl: "http://auth.localhost:1" }';
+  return parseConfig(`listen: { http: "127.0.0.1:0" }\nadmin: { listen: "127.0.0.1:0" }\nworkers: 1\n${identity}\nroutes:\n${routes}`, 'inline.yaml');
 }
 
 t.test('a busy port rejects naming the route and address, and leaves nothing listening', async (t) => {

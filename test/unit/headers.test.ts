@@ -52,6 +52,9 @@ const UNTRUSTED: ForwardingFacts = {
   requestId: 'req-0123456789',
   upstreamHost: undefined,
   authority: 'epic.example',
+  passAuthorization: false,
+  ownHeaders: undefined,
+  identityHeaders: [],
 };
 const TRUSTED: ForwardingFacts = { ...UNTRUSTED, peerAddress: '10.0.0.2', peerTrusted: true };
 
@@ -219,4 +222,60 @@ t.test('downstreamResponseHeaders', async (t) => {
   }, 'hop-by-hop and Connection-named headers are removed, set-cookie stays an array, and x-request-id is wardgate\'s');
   t.same(downstreamResponseHeaders({ connection: ['close', 'X-A'], 'x-a': '1', vary: 'accept' }, 'req-1'), { vary: 'accept', 'x-request-id': 'req-1' },
     'Connection given as an array (repeated upstream headers) names headers in every element, case-insensitively');
+});
+
+t.test('Authorization is wardgate\'s credential: stripped unless the route passes it', async (t) => {
+  const lines = ['Host: epic.example', 'Authorization: Bearer eyJ.token.sig', 'Accept: */*'];
+  const stripped = await forward(lines);
+  t.same(values(stripped, 'authorization'), [], 'by default the client\'s Authorization never reaches the upstream');
+  t.same(values(stripped, 'accept'), ['*/*'], 'the headers beside it still pass');
+  const passed = await forward(lines, { ...UNTRUSTED, passAuthorization: true });
+  t.same(values(passed, 'authorization'), ['Bearer eyJ.token.sig'], 'with passAuthorization the header is sent unchanged, once');
+  const trusted = await forward(lines, TRUSTED);
+  t.same(values(trusted, 'authorization'), [], 'a trusted proxy does not change that: trust covers forwarding facts only');
+});
+
+t.test('wardgate\'s cookies are removed from Cookie; the application\'s pass unchanged', async (t) => {
+  const out = await forward([
+    'Host: epic.example',
+    'Cookie: __Host-wardgate=sealed-session; other=1',
+    'Cookie: a=1;  __Host-wardgate-browser=sealed-id ;b=2',
+    'Cookie: __Host-wardgate=only',
+    'Cookie: plain=yes',
+    'Cookie: __host-wardgate=not-ours; __Host-wardgateish=x',
+  ]);
+  t.same(values(out, 'cookie'), ['other=1', 'a=1;b=2', 'plain=yes', '__host-wardgate=not-ours'],
+    'each Cookie header loses __Host-wardgate* pairs, keeps the other pairs byte for byte and in order, and one left empty is not sent');
+  // Every name starting __Host-wardgate is wardgate's (so __Host-wardgateish goes too); the
+  // prefix is case-sensitive, as cookie names are: wardgate reads no other spelling, so a
+  // look-alike such as __host-wardgate is the application's business.
+});
+
+t.test('a route\'s claim headers are wardgate\'s: the client\'s copies are dropped, wardgate\'s appended', async (t) => {
+  const facts: ForwardingFacts = {
+    ...UNTRUSTED,
+    ownHeaders: new Set(['x-user', 'x-groups']),
+    identityHeaders: ['x-wardgate-assertion', 'header.claims.sig', 'x-user', 'dr.alice', 'x-groups', 'nurses,icu'],
+  };
+  const out = await forward(['Host: epic.example', 'X-User: chief-of-medicine', 'x-GROUPS: admins', 'X-Wardgate-Assertion: forged', 'X-Other: kept'], facts);
+  t.same(values(out, 'x-user'), ['dr.alice'], 'X-User is wardgate\'s value only, whatever case the client used');
+  t.same(values(out, 'x-groups'), ['nurses,icu'], 'and so is every other claim header of the route');
+  t.same(values(out, 'x-wardgate-assertion'), ['header.claims.sig'], 'the assertion sent is wardgate\'s, once');
+  t.same(values(out, 'x-other'), ['kept'], 'other headers pass');
+  t.same(out.slice(-6), facts.identityHeaders, 'identity headers come last, exactly as given');
+
+  const named = await forward(['Host: epic.example', 'Connection: x-wardgate-assertion, x-user'], facts);
+  t.same(values(named, 'x-wardgate-assertion'), ['header.claims.sig'], 'Connection cannot strip the assertion wardgate adds');
+  t.same(values(named, 'x-user'), ['dr.alice'], 'nor a claim header');
+
+  const plain = await forward(['Host: epic.example', 'X-User: someone'], UNTRUSTED);
+  t.same(values(plain, 'x-user'), ['someone'], 'on a route without claim headers X-User is an ordinary header');
+});
+
+t.test('an upstream cannot set or clear wardgate\'s cookies', async (t) => {
+  t.same(downstreamResponseHeaders({
+    'set-cookie': ['__Host-wardgate=evil; Path=/; Secure', 'app=1; Path=/', ' __Host-wardgate-browser=x; Path=/; Secure', '__Host-wardgate=; Max-Age=0; Path=/; Secure'],
+  }, 'req-1'), { 'set-cookie': ['app=1; Path=/'], 'x-request-id': 'req-1' }, 'every __Host-wardgate* Set-Cookie is dropped (setting and clearing), the application\'s kept');
+  t.same(downstreamResponseHeaders({ 'set-cookie': ['__Host-wardgate=evil; Path=/; Secure'], vary: 'cookie' }, 'req-2'), { vary: 'cookie', 'x-request-id': 'req-2' },
+    'when nothing is left no Set-Cookie header is sent at all');
 });

@@ -191,6 +191,8 @@ t.test('the Host header: required, single, well-formed', async (t) => {
   }
   refuse(t, '/', 'host-duplicate', 'two Host headers, even identical ones', ['Host', 'example.com', 'host', 'example.com']);
   refuse(t, '/', 'host-duplicate', 'two differing Host headers', ['Host', 'example.com', 'HOST', 'evil.example']);
+  refuse(t, '/', 'credentials-duplicate', 'two Authorization headers: wardgate verifies the first, an upstream might use the second',
+    ['Host', 'example.com', 'Authorization', 'Bearer a.b.c', 'authorization', 'Bearer forged']);
 
   const cases: [string, string, string][] = [
     ['Example.COM', 'example.com', 'the host is lower-cased'],

@@ -108,3 +108,43 @@ t.test('writeRefusal answers on a raw socket and closes it', async (t) => {
   writeRefusal(closed as unknown as Socket, { status: 400, reason: 'malformed-request', requestId: 'req-1' }, undefined);
   t.equal(destroyed, true, 'a socket that cannot be written is destroyed');
 });
+
+t.test('extra headers (WWW-Authenticate, Set-Cookie) ride on a refusal', async (t) => {
+  const refusal: Refusal = {
+    status: 401,
+    reason: 'token-invalid',
+    requestId: 'req-0123456789',
+    headers: { 'www-authenticate': 'Bearer realm="wardgate", error="invalid_token"', 'set-cookie': ['__Host-wardgate=; Max-Age=0; Path=/; Secure', 'b=2'] },
+  };
+  const sent = capture(refusal, 'application/json');
+  t.equal(sent.status, 401);
+  t.equal(sent.headers['www-authenticate'], 'Bearer realm="wardgate", error="invalid_token"', 'WWW-Authenticate is sent');
+  t.same(sent.headers['set-cookie'], ['__Host-wardgate=; Max-Age=0; Path=/; Secure', 'b=2'], 'Set-Cookie stays a list');
+  t.same(JSON.parse(sent.body ?? ''), { status: 401, reason: 'token-invalid', message: 'The access token is not valid.', requestId: 'req-0123456789' },
+    'the body still carries status, reason, explanation and request id');
+  t.equal(sent.headers['x-request-id'], 'req-0123456789', 'the standard headers are still there');
+  t.equal(sent.headers.connection, undefined, 'a 401 does not close the connection');
+
+  let written = '';
+  const socket = { writable: true, end(data: string) { written = data; }, destroy() {} };
+  writeRefusal(socket as unknown as Socket, refusal, undefined);
+  const head = written.split('\r\n\r\n')[0] ?? '';
+  t.match(head, /^HTTP\/1\.1 401 Unauthorized\r\n/, 'the raw-socket refusal has the status line');
+  t.match(head, /\r\nwww-authenticate: Bearer realm="wardgate", error="invalid_token"(\r\n|$)/, 'and WWW-Authenticate');
+  t.equal(head.match(/\r\nset-cookie: /g)?.length, 2, 'each Set-Cookie of a list is its own header line on a raw socket');
+  t.match(head, /\r\nset-cookie: b=2(\r\n|$)/, 'written as given');
+  t.match(head, /\r\nconnection: close(\r\n|$)/, 'and the connection still closes');
+});
+
+t.test('identity refusals explain themselves in plain words', async (t) => {
+  for (const [reason, words] of [
+    ['login-required', 'Sign in to reach this application.'],
+    ['token-invalid', 'The access token is not valid.'],
+    ['token-expired', 'The access token has expired.'],
+    ['step-up-required', 'stronger or more recent sign-in'],
+  ] as const) {
+    const sent = capture({ status: 401, reason, requestId: 'req-1' }, 'text/html');
+    t.match(sent.body, words, `${reason} has its own explanation`);
+    t.notMatch(sent.body, 'The request was refused.', `${reason} does not fall back to the generic text`);
+  }
+});

@@ -1,0 +1,37 @@
+import type { WardgateConfig } from '../../config/schema.js';
+import { StartupError } from '../errors.js';
+import type { DemoIdp } from './idp.js';
+
+/*
+ * The demo's identity provider, registered with exactly what config/demo.yaml tells
+ * wardgate: its client, the one redirect URI on the auth host, the post-logout and
+ * back-channel logout URIs, and a SMART-style API client for bearer tokens.
+ */
+
+export const DEMO_API_CLIENT = { id: 'smart-demo', secret: 'smart-demo-secret-not-for-production' };
+
+export async function startDemoIdentity(config: WardgateConfig, log: (msg: string, fields?: object) => void): Promise<DemoIdp> {
+  const { startDemoIdp } = await import('./idp.js');
+  const { issuer, clientId, clientSecret, authUrl, bearer } = config.identity;
+  const audiences = bearer ? (Array.isArray(bearer.audience) ? bearer.audience : [bearer.audience]) : [];
+  return startDemoIdp({
+    port: Number(issuer.port || 80),
+    clients: [
+      {
+        client_id: clientId,
+        client_secret: clientSecret,
+        redirect_uris: [new URL('/.wardgate/callback', authUrl).href],
+        post_logout_redirect_uris: [new URL('/.wardgate/signed-out', authUrl).href],
+        backchannel_logout_uri: new URL('/.wardgate/backchannel-logout', authUrl).href,
+        grant_types: ['authorization_code', 'refresh_token'],
+      },
+      { client_id: DEMO_API_CLIENT.id, client_secret: DEMO_API_CLIENT.secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [] },
+    ],
+    resources: Object.fromEntries(audiences.map((audience) => [audience, { scope: 'patient/Patient.read patient/Observation.read patient/*.read' }])),
+    logger: log,
+  }).catch((err: unknown) => {
+    // oidc-provider is a development dependency, kept out of the production image.
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    throw new StartupError('the demo needs its IdP (oidc-provider), a development dependency: run it from a checkout after `npm ci`', { cause: err });
+  });
+}

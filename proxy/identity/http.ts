@@ -1,0 +1,65 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Response } from '../exchange.js';
+
+/*
+ * Small HTTP pieces the identity endpoints share: redirects that never get cached or
+ * leak their URL (codes ride in them) and bounded form bodies.
+ */
+
+const NO_STORE = {
+  'cache-control': 'no-store',
+  pragma: 'no-cache',
+  // Sign-in URLs carry codes and state: never send them on as a Referer.
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+};
+
+export function redirect(res: Response, location: string, cookies: readonly string[] = []): void {
+  res.writeHead(302, { ...NO_STORE, location, 'content-length': 0, ...(cookies.length ? { 'set-cookie': [...cookies] } : {}) });
+  res.end();
+}
+
+export function sendPage(res: Response, status: number, body: string, cookies: readonly string[] = []): void {
+  res.writeHead(status, {
+    ...NO_STORE,
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'",
+    ...(cookies.length ? { 'set-cookie': [...cookies] } : {}),
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+export function sendJson(res: Response, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { ...NO_STORE, ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+export class BodyTooLargeError extends Error {}
+
+/** A urlencoded form body of at most `limit` bytes; other bodies read as empty. */
+export function readForm(req: IncomingMessage, limit = 16_384): Promise<URLSearchParams> {
+  return new Promise((resolve, reject) => {
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(new BodyTooLargeError(`form body over ${limit} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(type === 'application/x-www-form-urlencoded' ? new URLSearchParams(Buffer.concat(chunks).toString('utf8')) : new URLSearchParams()));
+    req.on('error', reject);
+  });
+}
+
+/** A value that may travel in a URL in place of a secret it stands for. */
+export function digest(value: string): string {
+  return createHash('sha256').update(value).digest('base64url');
+}
