@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Exchange, Response } from '../exchange.js';
 import { signedOutPage, signOutPage } from '../pages/sign-out.js';
 import type { Json } from '../store/store.js';
@@ -63,7 +63,8 @@ export class LogoutFlow {
     const signedOut = new URL(SIGNED_OUT_PATH, ctx.authUrl).href;
     let location = signedOut;
     try {
-      location = (await ctx.idp.endSessionUrl(record?.idToken, signedOut, randomBytes(16).toString('base64url')))?.href ?? signedOut;
+      // No state: the signed-out page only clears cookies, so there is nothing to carry.
+      location = (await ctx.idp.endSessionUrl(record?.idToken, signedOut))?.href ?? signedOut;
     } catch (err) {
       // The session is over here either way; the IdP's own session outlives it.
       ctx.logger.warn({ reqId: ex.id, err: (err as Error).message }, 'RP-initiated logout skipped: IdP unavailable');

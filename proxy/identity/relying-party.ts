@@ -201,12 +201,11 @@ export class RelyingParty {
   }
 
   /** Where to send the browser for RP-initiated logout; undefined when the IdP has no such endpoint. */
-  async endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string, state: string): Promise<URL | undefined> {
+  async endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): Promise<URL | undefined> {
     const config = await this.configuration();
     if (!config.serverMetadata().end_session_endpoint) return undefined;
     return oidc.buildEndSessionUrl(config, {
       post_logout_redirect_uri: postLogoutRedirectUri,
-      state,
       client_id: this.options.clientId,
       ...(idTokenHint ? { id_token_hint: idTokenHint } : {}),
     });
