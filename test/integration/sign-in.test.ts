@@ -249,3 +249,34 @@ t.test('sign-in metrics', async (t) => {
   t.ok((sample(text, 'wardgate_idp_request_duration_seconds_count', { operation: 'token' }) ?? 0) > 0, 'idp_request_duration_seconds for token requests');
   t.ok((sample(text, 'wardgate_step_up_total', { result: 'insufficient' }) ?? 0) > 0, 'step_up_total{result="insufficient"}');
 });
+
+t.test('/.wardgate/me tells a signed-in user who wardgate thinks they are, and no tokens', async (t) => {
+  const browser = rig.browser();
+  await signIn(browser, rig.url('pacs.localhost', '/'), 'rad.carol', 'hwk');
+  const me = await browser.request(rig.url('pacs.localhost', '/.wardgate/me'), { accept: 'application/json' });
+  t.equal(me.status, 200, 'answered on the app host, never forwarded');
+  const body = JSON.parse(me.body) as Record<string, unknown>;
+  t.match(body, { signedIn: true, sub: 'rad.carol', email: 'carol@hospital.example', groups: ['radiology', 'clinicians'], acr: 'phr' }, 'with her identity and authentication strength');
+  t.notMatch(me.body, /eyJ/, 'and no ID, access or refresh token');
+  const anonymous = await rig.browser().request(rig.url('pacs.localhost', '/.wardgate/me'), { accept: 'application/json' });
+  t.equal(anonymous.status, 401, 'without a session: 401');
+  t.same(JSON.parse(anonymous.body), { signedIn: false }, 'saying so');
+});
+
+t.test('wardgate\'s own paths: wrong host or method is refused, never forwarded', async (t) => {
+  const before = up.seen.length;
+  const browser = rig.browser();
+  const onApp = await browser.request(rig.url('pacs.localhost', '/.wardgate/callback?state=x&code=y'), { accept: 'application/json' });
+  t.equal(onApp.status, 404, 'the callback exists only on the auth host');
+  const onAuth = await browser.request(rig.url('auth.localhost', '/.wardgate/handoff?code=x'), { accept: 'application/json' });
+  t.equal(onAuth.status, 404, 'the handoff exists only on application hosts');
+  const post = await browser.request(rig.url('pacs.localhost', '/.wardgate/me'), { method: 'POST', accept: 'application/json' });
+  t.equal(post.status, 405, 'a POST to a GET endpoint is 405');
+  t.equal(reasonOf(post.body), 'endpoint-method', 'with reason endpoint-method');
+  const jwks = await browser.request(rig.url('auth.localhost', '/.well-known/wardgate/jwks.json'), { accept: 'application/json' });
+  t.equal(jwks.status, 200, 'the JWKS is served on the auth host too');
+  t.match(JSON.parse(jwks.body), { keys: [{ kty: 'EC', crv: 'P-256', alg: 'ES256' }] }, 'with the public assertion key');
+  const authRoot = await browser.request(rig.url('auth.localhost', '/'), { accept: 'application/json' });
+  t.equal(authRoot.status, 404, 'the auth host serves nothing but wardgate\'s paths');
+  t.equal(up.seen.length, before, 'the upstream saw none of these');
+});
