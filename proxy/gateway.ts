@@ -2,6 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import { BlockList, type Socket } from 'node:net';
 import type { WardgateConfig } from '../config/schema.js';
+import { AccessLog } from './access-log.js';
 import { startAdminServer } from './admin/server.js';
 import { UpstreamSet } from './forward/upstream.js';
 import { WebSocketTunnels } from './forward/websocket.js';
@@ -100,7 +101,7 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
     tunnels,
     metrics,
     // The access log is its own switch: a quiet `log.level` must not silence it.
-    accessLog: config.log.access ? logger.child({ kind: 'access' }, { level: 'info' }) : undefined,
+    accessLog: config.log.access ? new AccessLog(logger.child({ kind: 'access' })) : undefined,
     trustedProxies: trustedProxyList(config.trustedProxies),
     state,
   });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { BlockList, Socket } from 'node:net';
+import type { AccessLog } from './access-log.js';
 import type { Logger } from './logger.js';
 import { beginExchange, type Exchange, type Response } from './exchange.js';
 import { upstreamRequestHeaders } from './forward/headers.js';
@@ -40,7 +41,7 @@ export interface PipelineDeps {
   logger: Logger;
   tunnels: WebSocketTunnels;
   metrics: Metrics;
-  accessLog: Logger | undefined;
+  accessLog: AccessLog | undefined;
   trustedProxies: BlockList | undefined;
   state: PipelineState;
 }
@@ -116,9 +117,9 @@ export function createPipeline(deps: PipelineDeps) {
   function record(ex: Exchange, status: number, bytesOut: number): void {
     const routeId = ex.route?.id ?? UNROUTED;
     const seconds = (performance.now() - ex.started) / 1000;
-    metrics.requests.inc({ route: routeId, method: ex.req.method ?? '', code: status });
+    requestCounter(routeId, ex.req.method ?? '', status).inc();
     (ex.route?.duration ?? unroutedDuration).observe(seconds);
-    accessLog?.info({
+    accessLog?.write({
       reqId: ex.id,
       route: routeId,
       method: ex.req.method,
@@ -132,7 +133,19 @@ export function createPipeline(deps: PipelineDeps) {
       user: ex.identity?.sub,
       reason: ex.reason,
       upstreamError: ex.upstreamError,
-    }, 'request');
+    });
+  }
+
+  // prom-client hashes a labels object on every inc(); the few label sets in use are kept.
+  const counters = new Map<string, ReturnType<Metrics['requests']['labels']>>();
+  function requestCounter(route: string, method: string, code: number): ReturnType<Metrics['requests']['labels']> {
+    const key = `${route} ${method} ${code}`;
+    let counter = counters.get(key);
+    if (!counter) {
+      counter = metrics.requests.labels(route, method, String(code));
+      counters.set(key, counter);
+    }
+    return counter;
   }
 
   function handleRequest(req: IncomingMessage, res: Response): void {
@@ -220,8 +233,8 @@ export function createPipeline(deps: PipelineDeps) {
       : [400, 'malformed-request'];
     const requestId = randomUUID();
     writeRefusal(socket, { status, reason, requestId }, undefined);
-    metrics.requests.inc({ route: UNROUTED, method: 'unparsed', code: status });
-    accessLog?.info({ reqId: requestId, route: UNROUTED, status, reason, parserError: code, client: socket.remoteAddress }, 'request');
+    requestCounter(UNROUTED, 'unparsed', status).inc();
+    accessLog?.write({ reqId: requestId, route: UNROUTED, method: undefined, host: undefined, path: undefined, status, reason, parserError: code, client: socket.remoteAddress });
   }
 
   return { handleRequest, handleUpgrade, handleClientError };
