@@ -369,6 +369,21 @@ t.test('back-channel logout ends the session everywhere at once, WebSockets incl
   t.equal((await api(alice2, main.url('epic.localhost', '/'))).status, 200, 'her new session still works');
 });
 
+t.test('all of one user\'s sessions end at once (the subject index), and no one else\'s', async (t) => {
+  const laptop = main.browser();
+  const workstation = main.browser();
+  const other = main.browser();
+  t.equal((await signIn(laptop, main.url('epic.localhost', '/'), 'vendor.dave', 'pwd')).status, 200, 'vendor.dave signed in on one browser');
+  t.equal((await signIn(workstation, main.url('pacs.localhost', '/'), 'vendor.dave', 'pwd')).status, 200, 'and on another');
+  t.equal((await signIn(other, main.url('epic.localhost', '/'), 'admin.erin', 'hwk')).status, 200, 'admin.erin signed in too');
+  const ended = await main.wg.gateway.identity.sessions.endBySubject('vendor.dave', 'admin');
+  t.equal(ended, 2, 'both of his sessions were ended');
+  await assertSignedOut(t, main, laptop, 'epic.localhost', 'his first browser');
+  await assertSignedOut(t, main, workstation, 'pacs.localhost', 'his second browser');
+  t.equal((await api(other, main.url('epic.localhost', '/'))).status, 200, 'admin.erin\'s session is untouched');
+  t.equal(await revocations(main, 'admin'), 2, 'revocations_total{cause="admin"} counted both');
+});
+
 t.test('sessions_active follows sign-ins and logouts', async (t) => {
   const start = await metric(main, 'wardgate_sessions_active');
   const erin = main.browser();
