@@ -35,8 +35,8 @@ export class BrowserCookies {
     if (raw === undefined || !raw.includes(SESSION_COOKIE)) return { state: 'none' };
     const value = parseCookies(raw).get(SESSION_COOKIE);
     if (value === undefined) return { state: 'none' };
-    const opened = this.sealer.open(SESSION_COOKIE, value);
-    return opened && opened.length > 0 ? { state: 'present', sessionId: opened.toString('latin1') } : { state: 'invalid' };
+    const sessionId = this.open(SESSION_COOKIE, value);
+    return sessionId === undefined ? { state: 'invalid' } : { state: 'present', sessionId };
   }
 
   sessionCookie(sessionId: string, expiresAt: number, now: number): string {
@@ -51,28 +51,20 @@ export class BrowserCookies {
 
   /** This browser's id on this host, making (and returning the cookie for) one if it has none. */
   browser(headers: IncomingHttpHeaders, now: number): { id: string; setCookie: string | undefined } {
-    const value = parseCookies(headers.cookie).get(BROWSER_COOKIE);
-    const opened = value === undefined ? undefined : this.sealer.open(BROWSER_COOKIE, value);
-    if (opened && opened.length > 0) return { id: opened.toString('latin1'), setCookie: undefined };
+    const existing = this.read(headers, BROWSER_COOKIE);
+    if (existing !== undefined) return { id: existing, setCookie: undefined };
     const id = randomBytes(24).toString('base64url');
-    const expiresAt = now + BROWSER_LIFETIME_MS;
-    return {
-      id,
-      setCookie: serializeCookie(BROWSER_COOKIE, this.sealer.seal(BROWSER_COOKIE, id, expiresAt), {
-        maxAgeSeconds: Math.floor(BROWSER_LIFETIME_MS / 1000),
-      }),
-    };
+    return { id, setCookie: this.pending(BROWSER_COOKIE, id, BROWSER_LIFETIME_MS, now) };
   }
 
-  /** A short-lived cookie of its own for one sign-in in progress. */
+  /** A sealed cookie of its own, e.g. for one sign-in in progress. */
   pending(name: string, value: string, lifetimeMs: number, now: number): string {
     return serializeCookie(name, this.sealer.seal(name, value, now + lifetimeMs), { maxAgeSeconds: Math.floor(lifetimeMs / 1000) });
   }
 
   /** The value of a cookie sealed by `pending`, if this browser holds it. */
   openPending(headers: IncomingHttpHeaders, name: string): string | undefined {
-    const value = parseCookies(headers.cookie).get(name);
-    return value === undefined ? undefined : this.sealer.open(name, value)?.toString('utf8');
+    return this.read(headers, name);
   }
 
   clear(name: string): string {
@@ -81,8 +73,17 @@ export class BrowserCookies {
 
   /** The browser id if this browser has one; never makes one. */
   existingBrowser(headers: IncomingHttpHeaders): string | undefined {
-    const value = parseCookies(headers.cookie).get(BROWSER_COOKIE);
-    const opened = value === undefined ? undefined : this.sealer.open(BROWSER_COOKIE, value);
-    return opened && opened.length > 0 ? opened.toString('latin1') : undefined;
+    return this.read(headers, BROWSER_COOKIE);
+  }
+
+  /** The non-empty payload of the sealed cookie `name`, or undefined when absent or not ours. */
+  private read(headers: IncomingHttpHeaders, name: string): string | undefined {
+    const value = parseCookies(headers.cookie).get(name);
+    return value === undefined ? undefined : this.open(name, value);
+  }
+
+  private open(name: string, value: string): string | undefined {
+    const opened = this.sealer.open(name, value);
+    return opened && opened.length > 0 ? opened.toString('utf8') : undefined;
   }
 }

@@ -1,5 +1,6 @@
 import * as oidc from 'openid-client';
 import { createRemoteJWKSet, type JWTVerifyGetKey } from 'jose';
+import { isLoopbackHost } from '../../config/schema.js';
 import { WardgateError } from '../errors.js';
 
 /*
@@ -58,7 +59,6 @@ export type IdpOperation = 'discovery' | 'token' | 'jwks' | 'other';
 // After a failed discovery, new sign-ins fail fast for this long instead of each waiting.
 const RETRY_AFTER_MS = 2_000;
 
-const isLoopback = (url: URL): boolean => url.hostname === 'localhost' || url.hostname.endsWith('.localhost') || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
 
 /** Network failures, timeouts and 5xx: the IdP is unavailable, not saying no. */
 function isUnavailable(err: unknown): boolean {
@@ -109,7 +109,8 @@ export class RelyingParty {
     this.pending = oidc.discovery(issuer, clientId, undefined, oidc.ClientSecretBasic(clientSecret), {
       [oidc.customFetch]: this.fetcher,
       timeout: Math.ceil(timeoutMs / 1000),
-      execute: isLoopback(issuer) ? [oidc.allowInsecureRequests] : [],
+      // The config allows http only for loopback issuers (the demo, tests).
+      execute: isLoopbackHost(issuer.hostname) ? [oidc.allowInsecureRequests] : [],
     }).then((config) => {
       config[oidc.customFetch] = this.fetcher;
       config.timeout = Math.ceil(timeoutMs / 1000);

@@ -7,7 +7,7 @@ import type { CompiledRoute } from '../routes.js';
 import type { Store } from '../store/store.js';
 import { AssertionSigner, loadAssertionKeys } from './assertion.js';
 import { Authenticator } from './authenticate.js';
-import { BearerVerifier, type BearerResult } from './bearer.js';
+import { ASYMMETRIC_ALGORITHMS, BearerVerifier, type BearerResult } from './bearer.js';
 import { BrowserCookies } from './browser-cookies.js';
 import { CookieSealer } from './cookies.js';
 import { ReservedEndpoints } from './endpoints.js';
@@ -117,7 +117,7 @@ export function createIdentity(config: WardgateConfig, deps: IdentityDeps): Iden
   const ctx: IdentityContext = {
     authUrl,
     clientId: settings.clientId,
-    idTokenAlgorithms: ['RS256', 'PS256', 'ES256', 'RS384', 'RS512', 'PS384', 'PS512', 'ES384', 'ES512', 'EdDSA'],
+    idTokenAlgorithms: [...ASYMMETRIC_ALGORITHMS],
     cookies: new BrowserCookies(new CookieSealer(cookieKeys, { now })),
     sessions,
     idp,
