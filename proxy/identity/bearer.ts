@@ -359,6 +359,7 @@ function identityOf(claims: JWTPayload): Identity | undefined {
     acr: optionalString(claims.acr),
     authTime: typeof claims.auth_time === 'number' && Number.isFinite(claims.auth_time) ? claims.auth_time : undefined,
     expiresAt: claims.exp * 1000,
+    claims: Object.freeze({ ...claims }),
   };
   return Object.freeze(identity);
 }

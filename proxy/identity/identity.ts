@@ -28,4 +28,6 @@ export interface Identity extends AuthStrength {
   scopes: string[];
   /** When this identity stops being valid, epoch milliseconds. */
   expiresAt: number;
+  /** Every claim of the ID token (sessions) or access token (bearer), for the `claim` criterion. */
+  claims: Readonly<Record<string, unknown>>;
 }

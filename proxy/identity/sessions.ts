@@ -38,12 +38,14 @@ export interface SessionRecord {
   accessTokenExpiresAt: number | undefined;
   /** Created by a step-up sign-in: if it is still too weak, deny rather than step up again. */
   steppedUp: boolean;
+  /** The ID token's claims, for policies that test them (`claim`). */
+  claims: { [name: string]: Json | undefined };
 }
 
 export type RevocationCause = 'logout' | 'backchannel' | 'refresh-failed' | 'idle' | 'expired' | 'admin';
 
 export type SessionLookup =
-  | { ok: true; record: SessionRecord; identity: Identity }
+  | { ok: true; record: SessionRecord; identity: Identity; /** Activity before this lookup, epoch ms. */ lastSeenAt: number }
   | { ok: false; reason: 'session-unknown' | 'session-idle' | 'session-expired' | 'session-refresh-failed' };
 
 export interface SessionManagerOptions {
@@ -137,6 +139,7 @@ export class SessionManager {
       refreshToken: tokens.refreshToken,
       accessTokenExpiresAt: tokens.accessTokenExpiresAt,
       steppedUp,
+      claims: otherClaims(claims),
     };
     const { store, absoluteLifetimeMs: life, idleTimeoutMs } = this.options;
     await store.set(`session:${record.id}`, toJson(record), life);
@@ -175,6 +178,7 @@ export class SessionManager {
       }
       cached.lastSeen = seen;
     }
+    const lastSeenAt = cached.lastSeen;
     cached.lastSeen = now;
     if (now - cached.touched >= this.touchEveryMs) {
       cached.touched = now;
@@ -189,7 +193,7 @@ export class SessionManager {
       if (now >= expiresAt && !(await refreshed)) return { ok: false, reason: 'session-refresh-failed' };
     }
     const current = this.cache.get(id) ?? cached;
-    return { ok: true, record: current.record, identity: current.identity };
+    return { ok: true, record: current.record, identity: current.identity, lastSeenAt };
   }
 
   /** Ends sessions everywhere; resolves once every process sharing the store has dropped them. */
@@ -356,7 +360,14 @@ function identityOf(record: SessionRecord): Identity {
     acr: record.acr,
     authTime: record.authTime,
     expiresAt: record.expiresAt,
+    claims: record.claims ?? {},
   };
+}
+
+function otherClaims(claims: Record<string, unknown>): { [name: string]: Json | undefined } {
+  // Nonce and hashes bind the ID token to one exchange; nothing after sign-in needs them.
+  const { nonce: _nonce, at_hash: _atHash, c_hash: _cHash, ...kept } = claims;
+  return kept as { [name: string]: Json | undefined };
 }
 
 /** Store values are JSON: undefined fields are dropped, as JSON does. */

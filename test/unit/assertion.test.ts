@@ -30,6 +30,7 @@ function session(overrides: Partial<Identity> = {}): Identity {
     acr: 'phr',
     authTime: 1_799_999_000,
     expiresAt: clock + 8 * 3_600_000,
+    claims: {},
     ...overrides,
   };
 }

@@ -103,11 +103,14 @@ t.test('valid RS256 and ES256 tokens pass and become a bearer Identity with scop
   }));
   t.ok(rs.ok);
   if (rs.ok) {
-    t.same(rs.identity, {
+    const { claims, ...identity } = rs.identity;
+    t.same(identity, {
       kind: 'bearer', sub: 'app-7', email: 'app@vendor.example', name: 'Vendor App', groups: ['fhir-readers'], idpSid: 'idp-s',
       sessionId: undefined, scopes: ['patient/*.read', 'launch'], amr: ['pwd'], acr: 'aal1', authTime: 1_700_000_000,
       expiresAt: (seconds() + 300) * 1000,
     });
+    t.match(claims, { sub: 'app-7', scope: 'patient/*.read launch', groups: ['fhir-readers'], auth_time: 1_700_000_000 }, 'every claim of the token is kept for claim rules');
+    t.ok(Object.isFrozen(claims), 'the claims are shared from the cache too, so frozen');
     t.ok(Object.isFrozen(rs.identity), 'shared from the cache, so frozen');
   }
   const es = await v.verify(await token({ alg: 'ES256', claims: { scope: undefined, scp: ['system/*.read'], groups: ['ok', 3] } }));

@@ -47,7 +47,7 @@ t.test('several requirements report everything missing', async (t) => {
 
 const identity: Identity = {
   kind: 'session', sub: 'dr.alice', email: 'alice@hospital.example', name: 'Dr Zoë Hart', groups: ['clinicians', 'cardiology'],
-  idpSid: 'sid-1', sessionId: 's1', scopes: [], amr: ['hwk', 'pin'], acr: 'phr', authTime: 1, expiresAt: NOW,
+  idpSid: 'sid-1', sessionId: 's1', scopes: [], amr: ['hwk', 'pin'], acr: 'phr', authTime: 1, expiresAt: NOW, claims: {},
 };
 
 t.test('claim headers carry one claim each, safely', async (t) => {
