@@ -214,6 +214,11 @@ function inspectHeaders(rawHeaders: readonly string[]): { host?: string } {
  * Makes a request canonical or says why it cannot be. `target` is the request-target as
  * received (`req.url`), `rawHeaders` the header list as received.
  */
+/** The path without `;params` in any segment, as routes and policies match it. */
+export function withoutParams(path: string): string {
+  return path.includes(';') ? path.replace(/;[^/]*/g, '') : path;
+}
+
 export function normalizeRequest(method: string, target: string, rawHeaders: readonly string[]): Normalized {
   try {
     if (method === 'CONNECT' || method === 'TRACE') throw new Refusal('method-not-allowed');
@@ -241,7 +246,7 @@ export function normalizeRequest(method: string, target: string, rawHeaders: rea
     const query = q === -1 ? '' : originForm.slice(q);
     if (query.includes('#')) throw new Refusal('path-invalid');
     const path = canonicalPathOrThrow(rawPath);
-    const routingPath = path.includes(';') ? path.replace(/;[^/]*/g, '') : path;
+    const routingPath = withoutParams(path);
     return { ok: true, request: { method, host, authority: hostHeader, path, routingPath, query } };
   } catch (err) {
     if (err instanceof Refusal) return { ok: false, reason: err.reason };
