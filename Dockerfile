@@ -25,7 +25,8 @@ RUN npm ci --omit=dev --ignore-scripts \
 # Owned by root and not writable by the process: a compromised wardgate cannot rewrite
 # its own code or the example configs.
 COPY --from=build /app/dist ./dist
-COPY config/*.yaml ./config/
+# The example configs and the files they name beside them (the demo MDM's public key).
+COPY config/*.yaml config/*.pub ./config/
 
 # The image's unprivileged `node` user (uid 1000). Both ports are above 1024, so no
 # capability is needed to bind them.

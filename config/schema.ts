@@ -4,8 +4,12 @@ import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
-import { canonicalPath } from '../proxy/normalize.js';
+import { durationSchema } from './duration.js';
+import { pathPrefixSchema } from './path-prefix.js';
+import { policySchema } from '../proxy/policy/rules.js';
+import { devicesSchema } from '../plugins/device/config.js';
+import { networkSchema } from '../plugins/network/config.js';
+import { riskSchema } from '../plugins/risk/config.js';
 
 /*
  * The config schema. Every value is checked here, at load, so a running wardgate never
@@ -13,14 +17,7 @@ import { canonicalPath } from '../proxy/normalize.js';
  * the file, the line and the path inside it.
  */
 
-const duration = z.string({ error: 'expected a duration such as 500ms, 30s, 5m or 1h' }).transform((text, ctx) => {
-  const ms = parseDuration(text);
-  if (ms === undefined || ms <= 0) {
-    ctx.addIssue({ code: 'custom', message: `expected a duration such as 500ms, 30s, 5m or 1h, got "${text}"` });
-    return z.NEVER;
-  }
-  return ms;
-});
+const duration = durationSchema();
 
 export interface ListenAddress {
   host: string;
@@ -53,10 +50,7 @@ const hostname = z.string({ error: 'expected a host name such as epic.hospital.e
     error: (issue) => `expected a host name such as epic.hospital.example (no port, scheme or wildcard), got "${String(issue.input)}"`,
   });
 
-const pathPrefix = z.string({ error: 'expected a path prefix such as /api' }).refine(
-  (text) => text.startsWith('/') && (text === '/' || !text.endsWith('/')) && canonicalPath(text) === text,
-  { error: (issue) => `expected a canonical path prefix such as /api (leading slash, no trailing slash, no dot segments or encoded characters), got "${String(issue.input)}"` },
-);
+const pathPrefix = pathPrefixSchema;
 
 type PemKind = 'certificate' | 'private key';
 
@@ -206,15 +200,6 @@ export function buildConfigSchema(baseDir: string) {
     auth: z.strictObject({
       /** How clients prove who they are; bearer needs identity.bearer. Default: session only. */
       methods: z.array(z.enum(['session', 'bearer'])).min(1).optional(),
-      /** How strongly the user must have authenticated; weaker sessions are stepped up. */
-      require: z.strictObject({
-        /** The session's acr must be one of these (e.g. phr, phishing-resistant). */
-        acr: z.array(z.string().min(1)).min(1).optional(),
-        /** The session's amr must include every one of these (e.g. hwk, a hardware key). */
-        amr: z.array(z.string().min(1)).min(1).optional(),
-        /** The user authenticated at the IdP no longer ago than this. */
-        maxAge: duration.optional(),
-      }).default({}),
       /** Plain headers with one claim each, for upstreams that cannot verify the assertion. */
       claimHeaders: z.record(
         z.string().regex(HEADER_NAME).transform((name) => name.toLowerCase()).refine((name) => !isReservedHeader(name)),
@@ -232,7 +217,9 @@ export function buildConfigSchema(baseDir: string) {
       ).default({}),
       /** Send the client's Authorization header upstream (stripped by default). */
       passAuthorization: z.boolean().default(false),
-    }).default({ require: {}, claimHeaders: {}, passAuthorization: false }),
+    }).default({ claimHeaders: {}, passAuthorization: false }),
+    /** Who may reach the route, re-decided on every request (proxy/policy/). Required: nothing is allowed by default. */
+    policy: policySchema,
   });
 
   const listenerTls = z.strictObject({
@@ -297,6 +284,12 @@ export function buildConfigSchema(baseDir: string) {
       maxEntries: z.number().int().min(1_000).default(1_000_000),
     }).default({ type: 'memory', maxEntries: 1_000_000 }),
     identity,
+    /** Which device is behind a request: client certificates, the inventory, MDM posture assertions. */
+    devices: devicesSchema(baseDir).optional(),
+    /** Where clients connect from: countries by address, for `country` and `cidr` rules. */
+    network: networkSchema(baseDir).optional(),
+    /** Signals that raise a request's risk score, for `risk` policy rules. */
+    risk: riskSchema.optional(),
     routes: z.array(route).min(1, { error: 'expected at least one route' }),
   }).superRefine((config, ctx) => {
     const authHost = config.identity.authUrl.hostname;
@@ -309,6 +302,9 @@ export function buildConfigSchema(baseDir: string) {
     config.routes.forEach((r, index) => {
       if (r.host === authHost) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'host'], message: `${r.host} is wardgate's sign-in host (identity.authUrl); give the route its own host` });
+      }
+      if (r.policy.devices === 'trusted' && !config.devices) {
+        ctx.addIssue({ code: 'custom', path: ['routes', index, 'policy', 'devices'], message: 'trusted devices need a devices: section (an inventory or posture assertions) to tell them apart' });
       }
       if (r.auth.methods?.includes('bearer') && !config.identity.bearer) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'auth', 'methods'], message: 'bearer needs identity.bearer (the audience API tokens are issued for)' });

@@ -20,6 +20,9 @@ export interface AccessEntry {
   bytesOut?: number;
   client: string | undefined;
   user?: string | undefined;
+  /** The policy's outcome and the rule that decided (allow[0] clinicians, deny[1] ...). */
+  outcome?: string | undefined;
+  rule?: string | undefined;
   reason: string | undefined;
   upstreamError?: string | undefined;
   parserError?: string;
@@ -59,6 +62,8 @@ export class AccessLog {
       + field('bytesOut', entry.bytesOut)
       + field('client', entry.client)
       + field('user', entry.user)
+      + field('outcome', entry.outcome)
+      + field('rule', entry.rule)
       + field('reason', entry.reason)
       + field('upstreamError', entry.upstreamError)
       + field('parserError', entry.parserError)

@@ -4,6 +4,7 @@ import type { WardgateConfig } from '../config/schema.js';
 import { startAdminServer } from './admin/server.js';
 import { StartupError } from './errors.js';
 import { startGateway, type Gateway } from './gateway.js';
+import { onReloadSignal } from './reload-signal.js';
 import { closeNow } from './listen.js';
 import { IpcPeerSet, IpcStore, serveStore } from './store/ipc.js';
 import { MemoryStore } from './store/memory.js';
@@ -109,7 +110,12 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
   }
   logger.info({ workers: config.workers, admin: `${config.admin.listen.host}:${config.admin.listen.port}` }, 'wardgate started');
 
+  // Workers hold the providers: each rereads its own files.
+  const stopReloads = onReloadSignal(logger, () => {
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+  });
   await stopSignal(logger);
+  stopReloads();
   await stopWorkers();
 }
 
@@ -138,5 +144,6 @@ export async function runWorker(config: WardgateConfig, logger: Logger, onStop: 
   // A terminal's Ctrl-C reaches every process in the group; drain rather than die.
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  process.on('SIGHUP', () => gateway.reload());
   process.send?.({ type: 'ready' } satisfies WorkerMessage);
 }

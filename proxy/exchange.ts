@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BlockList, Socket } from 'node:net';
 import type { Identity } from './identity/identity.js';
 import type { CanonicalRequest } from './normalize.js';
+import type { Decision } from './policy/decision.js';
 import type { UpstreamErrorKind } from './metrics.js';
 import type { CompiledRoute } from './routes.js';
 
@@ -26,6 +27,8 @@ export interface Exchange {
   route: CompiledRoute | undefined;
   /** Who is behind the request, once authenticated. */
   identity: Identity | undefined;
+  /** The policy's decision, once made. */
+  decision: Decision | undefined;
   /** The refusal reason or upstream failure, for the access log. */
   reason: string | undefined;
   upstreamError: UpstreamErrorKind | undefined;
@@ -66,6 +69,7 @@ export function beginExchange(req: IncomingMessage, trustedProxies: BlockList | 
     canonical: undefined,
     route: undefined,
     identity: undefined,
+    decision: undefined,
     reason: undefined,
     upstreamError: undefined,
     clientGone: false,

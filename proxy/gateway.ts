@@ -11,6 +11,10 @@ import { closeNow, listen } from './listen.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createPipeline, markIdleTimeout, type PipelineState } from './pipeline.js';
+import { createDecider } from './policy/decide.js';
+import { createDeviceProvider } from '../plugins/device/provider.js';
+import { createNetworkProvider } from '../plugins/network/provider.js';
+import { configuredSignals, createRiskProvider } from '../plugins/risk/provider.js';
 import { createRouter } from './router.js';
 import { compileRoute } from './routes.js';
 import { MemoryStore } from './store/memory.js';
@@ -28,7 +32,7 @@ export interface GatewayOptions {
   admin: boolean;
   /** The shared store (a cluster worker's IPC store); a memory store of its own when absent. */
   store?: Store;
-  /** The clock identity uses (tests set it). */
+  /** The clock identity and policy use (tests set it). */
   now?: () => number;
 }
 
@@ -39,6 +43,8 @@ export interface Gateway {
   ready(): boolean;
   readonly identity: IdentityService;
   readonly store: Store;
+  /** Rereads the device inventory and the GeoIP database now (SIGHUP). */
+  reload(): void;
   /** Closes a route's open WebSockets with `code`; returns how many were open. */
   closeWebSockets(routeId: string, code: number, reason: string): number;
   /** Stops accepting, drains in-flight requests up to the configured deadline, closes. */
@@ -83,8 +89,18 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
     onHandlerError: (err, channel) => logger.error({ channel, err }, 'store subscriber failed'),
   });
   const upstreams = new UpstreamSet();
-  const router = createRouter(config.routes.map((route) => compileRoute(route, upstreams, metrics)));
+  const routeOptions = {
+    devicesConfigured: config.devices !== undefined,
+    credentialHeaders: config.devices?.posture ? [config.devices.posture.header] : [],
+  };
+  const router = createRouter(config.routes.map((route) => compileRoute(route, upstreams, metrics, routeOptions)));
+  const trustedProxies = trustedProxyList(config.trustedProxies);
+  const network = createNetworkProvider(config.network, trustedProxies, logger);
+  const devices = config.devices ? createDeviceProvider({ config: config.devices, store, logger, ...(now ? { now } : {}) }) : undefined;
   const openTunnels = tunnels;
+  // Open WebSockets are decided again every second: none outlives its window or its device's trust.
+  const rechecks = setInterval(() => openTunnels.recheck(), 1_000);
+  rechecks.unref();
   identity = createIdentity(config, {
     store,
     router,
@@ -97,12 +113,19 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
   const pipeline = createPipeline({
     router,
     identity,
+    providers: {
+      network,
+      device: devices,
+      risk: createRiskProvider(configuredSignals(config.risk)),
+      now: now ?? Date.now,
+    },
+    decide: createDecider(metrics, logger),
     logger,
     tunnels,
     metrics,
     // The access log is its own switch: a quiet `log.level` must not silence it.
     accessLog: config.log.access ? new AccessLog(logger.child({ kind: 'access' })) : undefined,
-    trustedProxies: trustedProxyList(config.trustedProxies),
+    trustedProxies,
     state,
   });
 
@@ -158,7 +181,10 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
   } catch (err) {
     // A listener that could not start: release what did start, so nothing is left bound.
     await Promise.all(servers.map(closeNow));
+    clearInterval(rechecks);
     await upstreams.close(true);
+    await network.close();
+    await devices?.close();
     identity.close();
     if (!sharedStore) await store.close();
     throw err;
@@ -167,6 +193,7 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
   let shutdown: Promise<void> | undefined;
   const drain = async (): Promise<void> => {
     state.draining = true;
+    clearInterval(rechecks);
     const closedSockets = tunnels.closeAll(1001, 'wardgate is shutting down');
     logger.info({ inFlight: state.inFlight, websockets: closedSockets }, 'draining');
     const closed = Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
@@ -177,7 +204,7 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
     }
     const abandoned = state.inFlight;
     for (const server of servers) server.closeAllConnections();
-    await Promise.all([closed, upstreams.close(abandoned > 0)]);
+    await Promise.all([closed, upstreams.close(abandoned > 0), network.close(), devices?.close()]);
     identity.close();
     if (!sharedStore) await store.close();
     if (adminServer) await closeNow(adminServer);
@@ -190,6 +217,10 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
     store,
     ports,
     ready: () => !state.draining,
+    reload() {
+      devices?.reload();
+      network.countries.reload();
+    },
     closeWebSockets: (routeId, code, reason) => tunnels.closeRoute(routeId, code, reason),
     shutdown() {
       shutdown ??= drain();

@@ -87,6 +87,19 @@ export function createMetrics(sources: MetricSources) {
       labelNames: ['cause'] as const,
       registers: [registry],
     }),
+    decisions: new Counter({
+      name: 'wardgate_decisions_total',
+      help: 'Policy decisions by route, outcome (allow, deny, login, step-up) and main reason code.',
+      labelNames: ['route', 'outcome', 'reason'] as const,
+      registers: [registry],
+    }),
+    // Sampled (see pipeline.ts): timing every decision would cost more than deciding.
+    policyEvaluation: new Histogram({
+      name: 'wardgate_policy_evaluation_seconds',
+      help: 'Time to decide one request from its context (a sample: one decision in 64).',
+      buckets: [0.000_000_5, 0.000_001, 0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_5, 0.001],
+      registers: [registry],
+    }),
     credentialsRejected: new Counter({
       name: 'wardgate_credentials_rejected_total',
       help: 'Session cookies and bearer tokens that were refused (tampered, expired, foreign, ended), by kind and reason.',

@@ -14,7 +14,12 @@ import { isReservedPath } from './identity/endpoints.js';
 import type { IdentityService } from './identity/service.js';
 import { UNROUTED, type Metrics } from './metrics.js';
 import { normalizeRequest } from './normalize.js';
+import { denial } from './pages/decision.js';
 import { sendRefusal, writeRefusal } from './pages/refusal.js';
+import { buildContext, type ContextProviders } from './policy/build-context.js';
+import type { RequestContext } from './policy/context.js';
+import type { Decider } from './policy/decide.js';
+import type { Decision } from './policy/decision.js';
 import type { Router } from './router.js';
 import type { CompiledRoute } from './routes.js';
 import { StoreUnavailableError } from './store/store.js';
@@ -27,7 +32,8 @@ import { StoreUnavailableError } from './store/store.js';
  * Each stage either hands the exchange on or answers it; nothing reaches `forward` that
  * every earlier stage did not let through. wardgate's own paths (/.wardgate/..., sign-in,
  * logout, JWKS) are answered right after `normalize`, on the auth host and on every
- * routed host, and never forwarded. The context and decide stages arrive with policy.
+ * routed host, and never forwarded. WebSocket upgrades take the same way, and are decided
+ * like any request.
  */
 
 export interface PipelineState {
@@ -38,6 +44,8 @@ export interface PipelineState {
 export interface PipelineDeps {
   router: Router<CompiledRoute>;
   identity: IdentityService;
+  providers: ContextProviders;
+  decide: Decider;
   logger: Logger;
   tunnels: WebSocketTunnels;
   metrics: Metrics;
@@ -58,7 +66,7 @@ function idleTimedOut(socket: Socket): boolean {
 }
 
 export function createPipeline(deps: PipelineDeps) {
-  const { router, identity, logger, tunnels, metrics, accessLog, trustedProxies, state } = deps;
+  const { router, identity, providers, decide, logger, tunnels, metrics, accessLog, trustedProxies, state } = deps;
   const { authenticator, endpoints, signer, authHost } = identity;
   const unroutedDuration = metrics.requestDuration.labels(UNROUTED);
 
@@ -110,8 +118,40 @@ export function createPipeline(deps: PipelineDeps) {
   /** A stage that failed unexpectedly: the request is answered, never forwarded. */
   function failed(ex: Exchange, err: unknown, refuse: (status: number, reason: string) => void): void {
     const unavailable = err instanceof StoreUnavailableError;
-    logger.error({ reqId: ex.id, err: (err as Error).message }, 'authentication failed');
+    logger.error({ reqId: ex.id, err: (err as Error).message }, 'request could not be authenticated or decided');
     refuse(unavailable ? 503 : 500, unavailable ? 'store-unavailable' : 'internal-error');
+  }
+
+  /** context: who, from which device and network, when, asking for what. */
+  function contextFor(ex: Exchange, auth: Exclude<Authentication, { kind: 'refused' }>): Promise<{ auth: Authentication; ctx: RequestContext }> | { auth: Authentication; ctx: RequestContext } {
+    const ctx = buildContext(ex, auth, providers);
+    return ctx instanceof Promise ? ctx.then((built) => ({ auth, ctx: built })) : { auth, ctx };
+  }
+
+  /** decide: the route's policy on that context; only an allow lets the identity through. */
+  function decideFor(ex: Exchange, route: CompiledRoute, ctx: RequestContext): Decision {
+    const decision = decide(route, ctx, ex.id);
+    ex.decision = decision;
+    if (decision.outcome === 'allow') ex.identity = ctx.identity;
+    else ex.reason = decision.reasons[0];
+    return decision;
+  }
+
+  /**
+   * An open WebSocket, decided again from a fresh context (now, the device as the inventory
+   * and its posture say now). The tunnel itself is activity, so idle rules count from now.
+   */
+  function stillAllowed(ex: Exchange, route: CompiledRoute, auth: Authentication): boolean | Promise<boolean> {
+    const check = (ctx: RequestContext): boolean => {
+      const now = ctx.session ? { ...ctx, session: { ...ctx.session, lastSeenAt: ctx.time } } : ctx;
+      const decision = route.policy.decide(now);
+      if (decision.outcome === 'allow') return true;
+      logger.info({ reqId: ex.id, route: route.id, user: ex.identity?.sub, outcome: decision.outcome, reasons: decision.reasons }, 'WebSocket closed: the policy no longer allows it');
+      return false;
+    };
+    if (auth.kind === 'refused') return false;
+    const ctx = buildContext(ex, auth, providers);
+    return ctx instanceof Promise ? ctx.then(check) : check(ctx);
   }
 
   function record(ex: Exchange, status: number, bytesOut: number): void {
@@ -131,6 +171,8 @@ export function createPipeline(deps: PipelineDeps) {
       bytesOut,
       client: ex.peer.address,
       user: ex.identity?.sub,
+      outcome: ex.decision?.outcome,
+      rule: ex.decision?.rule,
       reason: ex.reason,
       upstreamError: ex.upstreamError,
     });
@@ -186,12 +228,18 @@ export function createPipeline(deps: PipelineDeps) {
     const route = routeOf(ex, refuse);
     if (!route) return;
     socket.setTimeout(route.timeouts.idle);
-    authenticator.authenticate(ex, route).then((auth: Authentication) => {
-      if (res.destroyed) return;
-      if (!auth.ok) return authenticator.respond(ex, res, route, auth);
-      ex.identity = auth.identity;
-      attempt = forwardHttp(ex, res, route, upstreamHeaders(ex, route), metrics);
-    }).catch((err: unknown) => failed(ex, err, refuse));
+    authenticator.authenticate(ex, route)
+      .then((auth) => (auth.kind === 'refused' ? auth : contextFor(ex, auth)))
+      .then((result) => {
+        if (res.destroyed) return;
+        if ('kind' in result) return authenticator.refuse(ex, res, route, result);
+        const { auth, ctx } = result;
+        const decision = decideFor(ex, route, ctx);
+        if (decision.outcome === 'deny') return sendRefusal(res, denial(decision, route.policy, ex.id), req.headers.accept);
+        if (decision.outcome !== 'allow') return authenticator.challenge(ex, res, route, decision, auth);
+        attempt = forwardHttp(ex, res, route, upstreamHeaders(ex, route), metrics);
+      })
+      .catch((err: unknown) => failed(ex, err, refuse));
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
@@ -212,12 +260,22 @@ export function createPipeline(deps: PipelineDeps) {
     // A WebSocket handshake is a GET (RFC 6455); anything else is not one we pass on.
     if (req.method !== 'GET' || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return refuse(400, 'upgrade-not-supported');
     if (!route.websockets) return refuse(403, 'websockets-not-allowed');
-    authenticator.authenticate(ex, route).then((auth: Authentication) => {
-      if (socket.destroyed) return finish(499);
-      if (!auth.ok) return finish(authenticator.refuseUpgrade(ex, socket, route, auth));
-      ex.identity = auth.identity;
-      tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route), (outcome: UpgradeOutcome) => finish(outcome.status));
-    }).catch((err: unknown) => failed(ex, err, refuse));
+    authenticator.authenticate(ex, route)
+      .then((auth) => (auth.kind === 'refused' ? auth : contextFor(ex, auth)))
+      .then((result) => {
+        if (socket.destroyed) return finish(499);
+        if ('kind' in result) return finish(authenticator.refuseUpgrade(ex, socket, route, result));
+        const { auth, ctx } = result;
+        const decision = decideFor(ex, route, ctx);
+        if (decision.outcome === 'deny') {
+          const refusal = denial(decision, route.policy, ex.id);
+          writeRefusal(socket, refusal, req.headers.accept);
+          return finish(refusal.status);
+        }
+        if (decision.outcome !== 'allow') return finish(authenticator.challengeUpgrade(ex, socket, route, decision, auth));
+        tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route), () => stillAllowed(ex, route, auth), (outcome: UpgradeOutcome) => finish(outcome.status));
+      })
+      .catch((err: unknown) => failed(ex, err, refuse));
   }
 
   /** Requests Node's parser could not read: answered here, never routed. */

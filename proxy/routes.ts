@@ -1,7 +1,7 @@
 import type { RouteConfig, RouteTimeouts } from '../config/schema.js';
-import type { AuthRequirement } from './identity/strength.js';
 import type { Metrics } from './metrics.js';
 import type { Upstream, UpstreamSet } from './forward/upstream.js';
+import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
 
 /*
  * A route as the hot path uses it: config resolved once into the upstream pool and the
@@ -16,12 +16,19 @@ interface Observer {
 export interface RouteAuth {
   readonly session: boolean;
   readonly bearer: boolean;
-  readonly requirement: AuthRequirement;
   /** Plain claim headers: [lower-case header name, claim]. */
   readonly claimHeaders: ReadonlyArray<readonly [string, ClaimName]>;
-  /** The claim header names, whose client-sent copies are dropped; undefined when none. */
+  /** Claim headers and credential headers: client-sent copies never go upstream; undefined when none. */
   readonly ownHeaders: ReadonlySet<string> | undefined;
   readonly passAuthorization: boolean;
+}
+
+/** The route's policy, compiled, with what its refusals tell the user. */
+export interface RoutePolicy extends CompiledPolicy {
+  /** trusted, any or quarantine, with the default resolved. */
+  readonly devices: 'trusted' | 'any' | 'quarantine';
+  readonly remediation: string | undefined;
+  readonly hideDetails: boolean;
 }
 
 export type ClaimName = RouteConfig['auth']['claimHeaders'][string];
@@ -35,12 +42,34 @@ export interface CompiledRoute {
   readonly websockets: boolean;
   readonly timeouts: RouteTimeouts;
   readonly auth: RouteAuth;
+  readonly policy: RoutePolicy;
   readonly duration: Observer;
   readonly upstreamDuration: Observer;
 }
 
-export function compileRoute(config: RouteConfig, upstreams: UpstreamSet, metrics: Metrics): CompiledRoute {
-  const { methods, require, claimHeaders, passAuthorization } = config.auth;
+export interface RouteCompileOptions {
+  /** A `devices:` section is configured: routes then demand trusted devices unless they say otherwise. */
+  devicesConfigured: boolean;
+  /** Lower-case names of headers that carry credentials for wardgate alone (the device posture header). */
+  credentialHeaders: readonly string[];
+}
+
+function ownHeaders(names: string[]): ReadonlySet<string> | undefined {
+  return names.length > 0 ? new Set(names) : undefined;
+}
+
+/**
+ * A route's device mode with the default resolved: `trusted` once a `devices:` section is
+ * configured (devices can then be told apart, so routes demand trusted ones unless they say
+ * otherwise), else `any`. Shared with `policy explain`, which must decide as the gateway does.
+ */
+export function devicesMode(policy: RouteConfig['policy'], devicesConfigured: boolean): RoutePolicy['devices'] {
+  return policy.devices ?? (devicesConfigured ? 'trusted' : 'any');
+}
+
+export function compileRoute(config: RouteConfig, upstreams: UpstreamSet, metrics: Metrics, options: RouteCompileOptions): CompiledRoute {
+  const { methods, claimHeaders, passAuthorization } = config.auth;
+  const devices = devicesMode(config.policy, options.devicesConfigured);
   return {
     id: config.id,
     host: config.host,
@@ -54,10 +83,15 @@ export function compileRoute(config: RouteConfig, upstreams: UpstreamSet, metric
       // Bearer tokens carry one audience for all of wardgate: only routes that list
       // bearer accept them, so a FHIR app's token never opens the lab or PACS.
       bearer: methods?.includes('bearer') ?? false,
-      requirement: { acr: require.acr, amr: require.amr, maxAgeMs: require.maxAge },
       claimHeaders: Object.entries(claimHeaders),
-      ownHeaders: Object.keys(claimHeaders).length > 0 ? new Set(Object.keys(claimHeaders)) : undefined,
+      ownHeaders: ownHeaders([...Object.keys(claimHeaders), ...options.credentialHeaders]),
       passAuthorization,
+    },
+    policy: {
+      ...compilePolicy(config.policy, { requireTrustedDevice: devices === 'trusted' }),
+      devices,
+      remediation: config.policy.remediation,
+      hideDetails: config.policy.hideDetails,
     },
     duration: metrics.requestDuration.labels(config.id),
     upstreamDuration: metrics.upstreamDuration.labels(config.id),

@@ -4,7 +4,10 @@ import { isReadMethod, requestTarget, sendJson } from './respond.js';
 /*
  * Stand-in for a FHIR R4 server, read-only, with a few fictional patients. Enough of the
  * shape (resource reads, patient-scoped searches, searchset Bundles, OperationOutcomes)
- * for SMART-style clients and for policies that look at the FHIR resource type.
+ * for SMART-style clients and for policies that look at the FHIR resource type: besides
+ * vital signs and prescriptions, demo-1001 has a psychiatric consultation note
+ * (DocumentReference) and a PHQ-9 depression screening (QuestionnaireResponse), the
+ * records the demo's cardiology app is refused.
  */
 
 const FHIR_JSON = 'application/fhir+json';
@@ -44,6 +47,80 @@ const medicationRequest = (id: string, patientId: string, medication: string, do
   dosageInstruction: [{ text: dosage }],
 });
 
+// Sensitivity labels a FHIR server puts on mental health records (HL7 v3 codes).
+const PSYCHIATRIC_SECURITY = [
+  { system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R', display: 'restricted' },
+  { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'PSY', display: 'psychiatry disorder information sensitivity' },
+];
+
+/** A psychiatric consultation note: the record the cardiology app must never read. */
+const psychiatricNote = (id: string, patientId: string, date: string, text: string): Resource => ({
+  resourceType: 'DocumentReference',
+  id,
+  meta: { security: PSYCHIATRIC_SECURITY },
+  status: 'current',
+  docStatus: 'final',
+  type: { coding: [{ system: 'http://loinc.org', code: '11488-4', display: 'Consult note' }], text: 'Psychiatry consultation note' },
+  category: [{ coding: [{ system: 'http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category', code: 'clinical-note', display: 'Clinical Note' }] }],
+  subject: { reference: `Patient/${patientId}` },
+  date,
+  author: [{ display: 'Dr Demo Psychiatrist (fictional)' }],
+  securityLabel: PSYCHIATRIC_SECURITY,
+  content: [{
+    attachment: {
+      contentType: 'text/plain; charset=utf-8',
+      language: 'en-GB',
+      data: Buffer.from(text, 'utf8').toString('base64'),
+      title: 'Psychiatry consultation (fictional)',
+      creation: date,
+    },
+  }],
+  context: {
+    practiceSetting: { coding: [{ system: 'http://snomed.info/sct', code: '394587001', display: 'Psychiatry' }] },
+  },
+});
+
+// PHQ-9 (LOINC 44249-1): nine questions, each answered 0-3, and the total score.
+const PHQ9_QUESTIONS: ReadonlyArray<readonly [string, string]> = [
+  ['44250-9', 'Little interest or pleasure in doing things'],
+  ['44255-8', 'Feeling down, depressed, or hopeless'],
+  ['44259-0', 'Trouble falling or staying asleep, or sleeping too much'],
+  ['44254-1', 'Feeling tired or having little energy'],
+  ['44251-7', 'Poor appetite or overeating'],
+  ['44258-2', 'Feeling bad about yourself - or that you are a failure or have let yourself or your family down'],
+  ['44252-5', 'Trouble concentrating on things, such as reading the newspaper or watching television'],
+  ['44253-3', 'Moving or speaking so slowly that other people could have noticed; or the opposite - being so fidgety or restless that you have been moving around a lot more than usual'],
+  ['44260-8', 'Thoughts that you would be better off dead, or of hurting yourself in some way'],
+];
+const PHQ9_ANSWERS: ReadonlyArray<readonly [string, string]> = [
+  ['LA6568-5', 'Not at all'],
+  ['LA6569-3', 'Several days'],
+  ['LA6570-1', 'More than half the days'],
+  ['LA6571-9', 'Nearly every day'],
+];
+
+/** A completed PHQ-9 depression screening: `scores` holds the nine answers, 0 to 3. */
+const phq9Response = (id: string, patientId: string, authored: string, scores: readonly number[]): Resource => ({
+  resourceType: 'QuestionnaireResponse',
+  id,
+  meta: { security: PSYCHIATRIC_SECURITY },
+  questionnaire: 'http://loinc.org/q/44249-1',
+  status: 'completed',
+  subject: { reference: `Patient/${patientId}` },
+  authored,
+  item: [
+    ...PHQ9_QUESTIONS.map(([linkId, text], i) => {
+      const [code, display] = PHQ9_ANSWERS[scores[i]!]!;
+      return { linkId, text, answer: [{ valueCoding: { system: 'http://loinc.org', code, display } }] };
+    }),
+    {
+      linkId: '44261-6',
+      text: 'Patient Health Questionnaire 9 item (PHQ-9) total score',
+      answer: [{ valueInteger: scores.reduce((sum, score) => sum + score, 0) }],
+    },
+  ],
+});
+
 // Clearly fictional people: no resemblance to real patients is possible or intended.
 const RESOURCES: readonly Resource[] = [
   patient('demo-1001', 'Testpatient', 'Alice', 'female', '1961-04-12'),
@@ -55,9 +132,14 @@ const RESOURCES: readonly Resource[] = [
   observation('obs-2004', 'demo-1003', '29463-7', 'Body weight', 61.5, 'kg', '2024-05-03T10:00:00Z'),
   medicationRequest('med-3001', 'demo-1001', 'Demo-statin 20 mg tablet (fictional)', 'One tablet by mouth at night', '2024-04-20'),
   medicationRequest('med-3002', 'demo-1002', 'Placebomycin 250 mg capsule (fictional)', 'One capsule by mouth every 8 hours for 5 days', '2024-05-02'),
+  // Mental health records of demo-1001, the patient the cardiology app also reads.
+  psychiatricNote('doc-4001', 'demo-1001', '2024-04-28T15:20:00Z',
+    'Psychiatry consultation (fictional demo record).\nReason for referral: low mood for three months.\n'
+    + 'Assessment: moderate depressive episode. PHQ-9 score 14.\nPlan: talking therapy referral; review in four weeks.\n'),
+  phq9Response('qr-5001', 'demo-1001', '2024-04-28T14:55:00Z', [2, 2, 1, 2, 1, 2, 2, 1, 1]),
 ];
 
-const SEARCHABLE = ['Patient', 'Observation', 'MedicationRequest'] as const;
+const SEARCHABLE = ['Patient', 'Observation', 'MedicationRequest', 'DocumentReference', 'QuestionnaireResponse'] as const;
 
 const CAPABILITY_STATEMENT = {
   resourceType: 'CapabilityStatement',

@@ -5,10 +5,23 @@ import type { DemoIdp } from './idp.js';
 /*
  * The demo's identity provider, registered with exactly what config/demo.yaml tells
  * wardgate: its client, the one redirect URI on the auth host, the post-logout and
- * back-channel logout URIs, and a SMART-style API client for bearer tokens.
+ * back-channel logout URIs, and two API clients (client_credentials) for bearer tokens:
+ * a SMART app, and the cardiology app that the FHIR route keeps away from psychiatric
+ * records. Their secrets are demo values, like the demo's own client secret.
  */
 
 export const DEMO_API_CLIENT = { id: 'smart-demo', secret: 'smart-demo-secret-not-for-production' };
+export const DEMO_CARDIOLOGY_CLIENT = { id: 'cardiology-app', secret: 'cardiology-app-secret-not-for-production' };
+
+/**
+ * The SMART scopes the demo's FHIR audience grants: what the README's and the tests'
+ * token requests ask for (patient/*.read, patient/Observation.read, ...). A requested
+ * scope not listed here is dropped from the token, silently, by oidc-provider.
+ */
+export const DEMO_FHIR_SCOPES: readonly string[] = [
+  'patient/*.read',
+  ...['Patient', 'Observation', 'MedicationRequest', 'DocumentReference', 'QuestionnaireResponse', 'Questionnaire'].map((type) => `patient/${type}.read`),
+];
 
 export async function startDemoIdentity(config: WardgateConfig, log: (msg: string, fields?: object) => void): Promise<DemoIdp> {
   const { startDemoIdp } = await import('./idp.js');
@@ -25,9 +38,15 @@ export async function startDemoIdentity(config: WardgateConfig, log: (msg: strin
         backchannel_logout_uri: new URL('/.wardgate/backchannel-logout', authUrl).href,
         grant_types: ['authorization_code', 'refresh_token'],
       },
-      { client_id: DEMO_API_CLIENT.id, client_secret: DEMO_API_CLIENT.secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [] },
+      ...[DEMO_API_CLIENT, DEMO_CARDIOLOGY_CLIENT].map((client) => ({
+        client_id: client.id,
+        client_secret: client.secret,
+        grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+      })),
     ],
-    resources: Object.fromEntries(audiences.map((audience) => [audience, { scope: 'patient/Patient.read patient/Observation.read patient/*.read' }])),
+    resources: Object.fromEntries(audiences.map((audience) => [audience, { scope: DEMO_FHIR_SCOPES.join(' ') }])),
     logger: log,
   }).catch((err: unknown) => {
     // oidc-provider is a development dependency, kept out of the production image.

@@ -47,6 +47,7 @@ function layout(title: string, body: Html): Html {
   th, td { border: 1px solid #c9d2dc; padding: .35rem .6rem; text-align: left; vertical-align: top; }
   th { background: #eef2f6; }
   code, td.value { font-family: ui-monospace, monospace; word-break: break-all; }
+  pre { white-space: pre-wrap; background: #f4f6f8; padding: .5rem .75rem; border-radius: 4px; }
 </style>
 </head>
 <body>

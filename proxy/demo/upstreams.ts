@@ -1,9 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { RouteConfig, WardgateConfig } from '../../config/schema.js';
 import { StartupError } from '../errors.js';
+import { PACKAGE_ROOT } from '../version.js';
 import { handleEpicPortal } from './epic-portal.js';
 import { handleFhirApi } from './fhir-api.js';
+import { createDemoMdm, DEMO_MDM_KEY_FILE } from './mdm.js';
 import { createPacsViewer } from './pacs-viewer.js';
 import { handleVendorConsole } from './vendor-console.js';
 
@@ -17,6 +20,17 @@ export interface DemoUpstreams {
   close(): Promise<void>;
 }
 
+export interface DemoUpstreamsOptions {
+  /** The demo MDM's private key (PEM); default config/demo-mdm.key of this checkout. */
+  mdmKeyFile?: string;
+}
+
+/** What an app may need to be built: the config, and the demo MDM's key. */
+interface AppContext {
+  config: WardgateConfig;
+  mdmKeyFile: string;
+}
+
 /** What one app plugs into its http server. */
 interface DemoApp {
   handleRequest(req: IncomingMessage, res: ServerResponse): void;
@@ -26,11 +40,12 @@ interface DemoApp {
 }
 
 // A Map, not an object literal: route ids such as "constructor" must not find a prototype member.
-const APPS = new Map<string, () => DemoApp>([
+const APPS = new Map<string, (context: AppContext) => DemoApp>([
   ['epic', () => ({ handleRequest: handleEpicPortal })],
-  ['pacs', createPacsViewer],
+  ['pacs', () => createPacsViewer()],
   ['fhir', () => ({ handleRequest: handleFhirApi })],
   ['vendor', () => ({ handleRequest: handleVendorConsole })],
+  ['mdm', ({ config, mdmKeyFile }) => createDemoMdm({ config, keyFile: mdmKeyFile })],
 ]);
 
 interface Running {
@@ -103,13 +118,23 @@ function closeOne({ server, app }: Running): Promise<void> {
   });
 }
 
-export async function startDemoUpstreams(config: WardgateConfig): Promise<DemoUpstreams> {
+export async function startDemoUpstreams(config: WardgateConfig, options: DemoUpstreamsOptions = {}): Promise<DemoUpstreams> {
+  const context: AppContext = { config, mdmKeyFile: options.mdmKeyFile ?? join(PACKAGE_ROOT, 'config', DEMO_MDM_KEY_FILE) };
+  // Every app is built before any listens: an app that cannot be built (the MDM without
+  // its key) fails the start with nothing left listening.
+  const apps: Array<{ route: RouteConfig; app: DemoApp }> = [];
+  try {
+    for (const route of config.routes) {
+      const createApp = APPS.get(route.id);
+      if (createApp !== undefined) apps.push({ route, app: createApp(context) });
+    }
+  } catch (err) {
+    for (const { app } of apps) app.close?.();
+    throw err;
+  }
   const running: Running[] = [];
   const starts: Promise<void>[] = [];
-  for (const route of config.routes) {
-    const createApp = APPS.get(route.id);
-    if (createApp === undefined) continue;
-    const app = createApp();
+  for (const { route, app } of apps) {
     const server = createAppServer(app);
     running.push({ server, app });
     starts.push(listen(server, route));

@@ -27,7 +27,12 @@ interface Tunnel {
   upstream: Socket | undefined;
   tracker: FrameBoundaryTracker;
   closing: ((chunk: Buffer) => void) | undefined;
+  /** Decides the tunnel again (a window closed, a device fell out of compliance). */
+  stillAllowed: StillAllowed;
 }
+
+/** The policy's answer for an open tunnel, now: true keeps it open. */
+export type StillAllowed = () => boolean | Promise<boolean>;
 
 interface Pending {
   route: CompiledRoute;
@@ -75,7 +80,7 @@ export class WebSocketTunnels {
    * Proxies an authorized upgrade. `headers` is the sanitized header list for upstream;
    * `done` is called once with the handshake's outcome.
    */
-  forward(ex: Exchange, socket: Socket, head: Buffer, route: CompiledRoute, headers: string[], done: (o: UpgradeOutcome) => void): void {
+  forward(ex: Exchange, socket: Socket, head: Buffer, route: CompiledRoute, headers: string[], stillAllowed: StillAllowed, done: (o: UpgradeOutcome) => void): void {
     const req = ex.req;
     const upstreamHeaders: Record<string, string> = {};
     for (let i = 0; i < headers.length; i += 2) upstreamHeaders[headers[i]!.toLowerCase()] = headers[i + 1]!;
@@ -84,7 +89,15 @@ export class WebSocketTunnels {
     req.headers = upstreamHeaders;
     req.url = ex.canonical!.path + ex.canonical!.query;
 
-    const tunnel: Tunnel = { routeId: route.id, sessionId: ex.identity?.sessionId, client: socket, upstream: undefined, tracker: new FrameBoundaryTracker(), closing: undefined };
+    const tunnel: Tunnel = {
+      routeId: route.id,
+      sessionId: ex.identity?.sessionId,
+      client: socket,
+      upstream: undefined,
+      tracker: new FrameBoundaryTracker(),
+      closing: undefined,
+      stillAllowed,
+    };
     let reported = false;
     const report = (outcome: UpgradeOutcome): void => {
       if (reported) return;
@@ -164,6 +177,32 @@ export class WebSocketTunnels {
       count += tunnels.size;
     }
     return count;
+  }
+
+  /**
+   * Decides every open tunnel again and closes, with 1008, those the policy no longer
+   * allows: a request is decided once, a WebSocket for as long as it stays open.
+   * Returns how many were closed (or are being closed, for answers still pending).
+   */
+  recheck(): number {
+    let closed = 0;
+    const end = (tunnel: Tunnel): void => this.close(tunnel, 1008, 'access ended');
+    for (const tunnels of this.byRoute.values()) {
+      for (const tunnel of tunnels) {
+        if (tunnel.closing) continue;
+        let verdict: boolean | Promise<boolean>;
+        try {
+          verdict = tunnel.stillAllowed();
+        } catch {
+          verdict = false;
+        }
+        if (verdict === true) continue;
+        closed++;
+        if (verdict === false) end(tunnel);
+        else verdict.then((ok) => (ok ? undefined : end(tunnel)), () => end(tunnel));
+      }
+    }
+    return closed;
   }
 
   closeAll(code: number, reason: string): number {

@@ -8,7 +8,7 @@ import { digest, redirect } from './http.js';
 import { IdpUnavailableError } from './relying-party.js';
 import type { IdentityContext } from './service.js';
 import type { SessionRecord } from './sessions.js';
-import { checkStrength } from './strength.js';
+import { checkStrength, type AuthRequirement } from './strength.js';
 
 /*
  * Sign-in, for every route through one IdP client and one redirect URI:
@@ -49,6 +49,8 @@ interface Transaction {
   /** The IdP was asked for a stronger authentication: a weak answer is final. */
   strengthAsked: boolean;
   stepUp: boolean;
+  /** What the policy asked for, checked again on return. */
+  requirement: { acr?: string[]; amr?: string[]; maxAgeMs?: number };
   nonce: string;
   codeVerifier: string;
   maxAgeSeconds: number | null;
@@ -66,13 +68,33 @@ interface ReturnTarget {
   route: CompiledRoute;
 }
 
+// acr and amr values are short tokens (RFC 6749 scope-token syntax); a handful at most.
+const STRENGTH_VALUES = /^[\x21\x23-\x5b\x5d-\x7e]{1,64}(?: [\x21\x23-\x5b\x5d-\x7e]{1,64}){0,7}$/;
+const MAX_AGE = /^\d{1,8}$/;
+
+/** What the sign-in link asks the IdP for; malformed values are ignored, never passed on. */
+function requirementOf(params: URLSearchParams): AuthRequirement {
+  const acr = params.get('acr');
+  const amr = params.get('amr');
+  const maxAge = params.get('max_age');
+  return {
+    ...(acr !== null && STRENGTH_VALUES.test(acr) ? { acr: acr.split(' ') } : {}),
+    ...(amr !== null && STRENGTH_VALUES.test(amr) ? { amr: amr.split(' ') } : {}),
+    ...(maxAge !== null && MAX_AGE.test(maxAge) ? { maxAgeMs: Number(maxAge) * 1000 } : {}),
+  };
+}
+
 export type Refuse = (status: number, reason: string, cookies?: readonly string[]) => void;
 
 export class SignInFlow {
   constructor(private readonly ctx: IdentityContext) {}
 
-  /** Sends a browser that needs to sign in (or step up) for this request to the auth host. */
-  redirectToSignIn(ex: Exchange, res: Response, stepUp: boolean, cookies: string[]): void {
+  /**
+   * Sends a browser that needs to sign in (or step up) for this request to the auth host,
+   * with what the route's policy needs from the IdP. Those parameters can only make the
+   * IdP ask for more; whatever comes back is decided by the policy again.
+   */
+  redirectToSignIn(ex: Exchange, res: Response, ask: { stepUp: boolean; requirement: AuthRequirement | undefined }, cookies: string[]): void {
     const canonical = ex.canonical!;
     const id = randomBytes(6).toString('base64url');
     const secret = randomBytes(24).toString('base64url');
@@ -80,7 +102,11 @@ export class SignInFlow {
     const url = new URL(SIGN_IN_PATH, this.ctx.authUrl);
     url.searchParams.set('rd', `${this.ctx.authUrl.protocol}//${canonical.authority}${canonical.path}${canonical.query}`);
     url.searchParams.set('b', `${id}.${digest(secret)}`);
-    if (stepUp) url.searchParams.set('step-up', '1');
+    if (ask.stepUp) url.searchParams.set('step-up', '1');
+    const { acr, amr, maxAgeMs } = ask.requirement ?? {};
+    if (acr) url.searchParams.set('acr', acr.join(' '));
+    if (amr) url.searchParams.set('amr', amr.join(' '));
+    if (maxAgeMs !== undefined) url.searchParams.set('max_age', String(Math.floor(maxAgeMs / 1000)));
     redirect(res, url.href, cookies);
   }
 
@@ -95,7 +121,7 @@ export class SignInFlow {
     const now = ctx.now();
     const browser = ctx.cookies.browser(ex.req.headers, now);
     const cookies = browser.setCookie ? [browser.setCookie] : [];
-    const requirement = target.route.auth.requirement;
+    const requirement = requirementOf(params);
 
     const existing = browser.setCookie ? undefined : ctx.cookies.session(ex.req.headers);
     if (!stepUp && existing?.state === 'present') {
@@ -122,6 +148,11 @@ export class SignInFlow {
       // answer there still gets one step-up with a fresh authentication.
       strengthAsked: stepUp || requirement.acr !== undefined || requirement.maxAgeMs !== undefined,
       stepUp,
+      requirement: {
+        ...(requirement.acr ? { acr: [...requirement.acr] } : {}),
+        ...(requirement.amr ? { amr: [...requirement.amr] } : {}),
+        ...(requirement.maxAgeMs !== undefined ? { maxAgeMs: requirement.maxAgeMs } : {}),
+      },
       nonce: oidc.randomNonce(),
       codeVerifier: oidc.randomPKCECodeVerifier(),
       maxAgeSeconds: maxAgeSeconds ?? null,
@@ -190,7 +221,7 @@ export class SignInFlow {
     ctx.metrics.logins.inc({ result: 'success' });
     ctx.logger.info({ reqId: ex.id, sub: record.sub, acr: record.acr, amr: record.amr, route: target.route.id }, 'signed in');
     const cookies = [ctx.cookies.sessionCookie(record.id, record.expiresAt, now), ctx.cookies.clear(transactionCookie(state))];
-    const strong = checkStrength(record, target.route.auth.requirement, now).ok;
+    const strong = checkStrength(record, transaction.requirement, now).ok;
     if (transaction.stepUp) ctx.metrics.stepUps.inc({ result: strong ? 'success' : 'insufficient' });
     // Asked for more and given less: say so now, rather than send the user round again.
     if (!strong && transaction.strengthAsked) return refuse(403, 'auth-strength-insufficient', cookies);

@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import type { Response } from '../exchange.js';
+import type { Category } from '../policy/criterion.js';
 import { escapeHtml } from './html.js';
 
 /*
@@ -53,7 +54,74 @@ const EXPLANATIONS: Record<string, string> = {
   'token-unknown-key': 'The access token is signed with an unknown key.',
   'store-unavailable': 'wardgate cannot reach its session store right now. Try again shortly.',
   'internal-error': 'Something went wrong inside wardgate. The request id below helps the help desk find out what.',
+  'access-denied': 'You do not have access to this application right now.',
+  'policy-error': 'wardgate could not evaluate the access rules for this application, so it refused the request.',
+  'device-untrusted': 'This application can be used only from a device the hospital manages and has checked recently.',
+  'device-unknown': 'wardgate does not know this device.',
+  'device-unmanaged': 'This device is not managed by the hospital.',
+  'device-noncompliant': 'This device does not meet the hospital\'s security requirements right now.',
+  'device-mismatch': 'The device certificate and the device posture report name different devices.',
+  'certificate-unknown': 'This device\'s certificate is not in the hospital\'s device inventory.',
+  'posture-stale': 'This device has not been checked by the hospital\'s device management recently enough.',
+  'posture-invalid': 'The device posture report is malformed or not meant for wardgate.',
+  'posture-signature-invalid': 'The device posture report is not signed by the hospital\'s device management.',
+  'posture-expired': 'The device posture report is too old.',
+  'posture-replayed': 'The device posture report was already used by someone else.',
+  'network-unauthorized': 'This application cannot be reached from your network.',
+  'country-unauthorized': 'This application cannot be reached from the country you are connecting from.',
+  'outside-hours': 'This application is closed at this time.',
+  'user-unauthorized': 'Your account does not have access to this application.',
+  'email-unauthorized': 'Your account does not have access to this application.',
+  'domain-unauthorized': 'Accounts of your organisation do not have access to this application.',
+  'groups-unauthorized': 'Your account is not in a group that has access to this application.',
+  'claim-unauthorized': 'Your account or app does not have access to this application.',
+  'acr-insufficient': 'This application needs a stronger sign-in, such as with a security key.',
+  'amr-insufficient': 'This application needs a stronger sign-in, such as with a security key.',
+  'auth-age-exceeded': 'This application needs a more recent sign-in.',
+  'session-age-exceeded': 'Your session is too old for this application. Sign in again.',
+  'idle-exceeded': 'Your session was idle too long for this application. Sign in again.',
+  'method-unauthorized': 'This kind of request is not allowed here.',
+  'path-unauthorized': 'This part of the application is not open to you.',
+  'fhir-resource-unauthorized': 'This kind of record is not open to you or your app.',
+  'scope-insufficient': 'Your app\'s access token does not allow this request.',
+  'risk-too-high': 'Something about this request looked unusual, so it was refused.',
 };
+
+/** What was missing, in plain words, by the category of the criteria that refused. */
+const MISSING: Record<Category, string> = {
+  'sign-in': 'a current sign-in',
+  identity: 'an account that is allowed to use this application',
+  authentication: 'a stronger or more recent sign-in, such as with a security key',
+  scope: 'an app permission (access token scope) that covers this request',
+  device: 'a trusted device: managed by the hospital, compliant and recently checked',
+  network: 'an allowed network or country',
+  time: 'the application\'s opening hours',
+  request: 'a kind of request or record this application allows you',
+  risk: 'a sign-in without signs of risk',
+  grant: 'an access grant in force',
+};
+
+/**
+ * The plain-words explanation of a reason code, undefined for codes without one (pass
+ * reasons such as groups-ok). `wardgate policy explain` prints the same words the deny
+ * page shows, so a security team reads what the user would.
+ */
+export function explainReason(code: string): string | undefined {
+  return Object.hasOwn(EXPLANATIONS, code) ? EXPLANATIONS[code] : undefined;
+}
+
+/** What a category of missing condition means, in the deny page's words. */
+export function describeMissing(category: Category): string {
+  return MISSING[category];
+}
+
+/** A policy refusal's explanation; left out when the route hides details. */
+export interface RefusalDetails {
+  reasons: readonly string[];
+  missing: readonly Category[];
+  rule: string | undefined;
+  remediation: string | undefined;
+}
 
 export interface Refusal {
   status: number;
@@ -61,6 +129,7 @@ export interface Refusal {
   requestId: string;
   /** Extra headers, such as WWW-Authenticate or Set-Cookie. */
   headers?: OutgoingHttpHeaders;
+  details?: RefusalDetails;
 }
 
 function wantsHtml(accept: string | undefined): boolean {
@@ -69,21 +138,39 @@ function wantsHtml(accept: string | undefined): boolean {
 
 function render(refusal: Refusal, accept: string | undefined): { type: string; body: string } {
   const explanation = EXPLANATIONS[refusal.reason] ?? 'The request was refused.';
+  const details = refusal.details;
   if (!wantsHtml(accept)) {
     return {
       type: 'application/json',
-      body: JSON.stringify({ status: refusal.status, reason: refusal.reason, message: explanation, requestId: refusal.requestId }),
+      body: JSON.stringify({
+        status: refusal.status,
+        reason: refusal.reason,
+        message: explanation,
+        ...(details ? { reasons: details.reasons, missing: details.missing, rule: details.rule, remediation: details.remediation } : {}),
+        requestId: refusal.requestId,
+      }),
     };
   }
   const title = `${refusal.status} ${STATUS_CODES[refusal.status] ?? ''}`.trim();
+  let body = `<h1>${escapeHtml(title)}</h1><p>${escapeHtml(explanation)}</p>`;
+  if (details) {
+    const needs = details.missing.map((category) => `<li>${escapeHtml(MISSING[category])}</li>`).join('');
+    if (needs) body += `<p>To use this application you need:</p><ul>${needs}</ul>`;
+    const more = details.reasons.slice(1).map((reason) => EXPLANATIONS[reason]).filter((text): text is string => text !== undefined && text !== explanation);
+    for (const text of new Set(more)) body += `<p>${escapeHtml(text)}</p>`;
+    if (details.remediation) body += `<p class="remedy">${escapeHtml(details.remediation)}</p>`;
+  }
+  const codes = details ? details.reasons : [refusal.reason];
+  body += `<p>Reason: ${codes.map((code) => `<code>${escapeHtml(code)}</code>`).join(' ')}<br>`;
+  if (details?.rule) body += `Rule: <code>${escapeHtml(details.rule)}</code><br>`;
+  body += `Request id: <code>${escapeHtml(refusal.requestId)}</code></p>`;
   return {
     type: 'text/html; charset=utf-8',
     body: `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>`
       + '<meta name="viewport" content="width=device-width, initial-scale=1">'
       + '<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}'
-      + 'code{background:#f2f2f2;padding:.1rem .3rem}</style></head><body>'
-      + `<h1>${escapeHtml(title)}</h1><p>${escapeHtml(explanation)}</p>`
-      + `<p>Reason: <code>${escapeHtml(refusal.reason)}</code><br>Request id: <code>${escapeHtml(refusal.requestId)}</code></p>`
+      + 'code{background:#f2f2f2;padding:.1rem .3rem}.remedy{border-left:4px solid #0a6;padding-left:.8rem}</style></head><body>'
+      + body
       + '</body></html>',
   };
 }

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import t from 'tap';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { parseConfig } from '../../config/loader.js';
 import type { DemoIdp } from '../../proxy/demo/idp.js';
 import { startGateway, type Gateway } from '../../proxy/gateway.js';
@@ -88,6 +89,16 @@ export interface TestGatewayOptions {
 }
 
 /**
+ * Data-plane tests are about forwarding, not policy: a route that does not say who may use
+ * it lets in anyone signed in (wardgate itself refuses a route without a policy).
+ */
+function withDefaultPolicy(routesYaml: string): string {
+  const routes = parseYaml(routesYaml) as Array<Record<string, unknown>>;
+  for (const route of routes) route.policy ??= { allow: [{ authenticated: true }] };
+  return stringifyYaml(routes).replace(/^/gm, '  ');
+}
+
+/**
  * `routesYaml` is the YAML list under `routes:` (indented two spaces); `extraYaml` adds
  * top-level keys such as trustedProxies or shutdown.
  */
@@ -102,7 +113,7 @@ export async function startTestGateway(routesYaml: string, extraYaml = '', optio
     options.identity ?? identityYaml(idp.issuer, options.port ?? 1),
     extraYaml,
     'routes:',
-    routesYaml,
+    withDefaultPolicy(routesYaml),
   ].join('\n');
   const config = parseConfig(text, 'test-gateway.yaml');
   // Forwarding tests authenticate with a bearer token: routes that do not say how clients

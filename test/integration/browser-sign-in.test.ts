@@ -25,9 +25,9 @@ const rig = await startSignInRig({
   routes: `
   - id: epic
     host: epic.localhost
+    policy:
+      allow: [{ acr: [phr] }]
     auth:
-      require:
-        acr: [phr]
       claimHeaders:
         X-User: email
     upstream:

@@ -96,6 +96,7 @@ const ROUTES = `routes:
     host: app.test
     upstream:
       url: "http://127.0.0.1:9"
+    policy: { allow: [{ authenticated: true }] }
 `;
 
 // Shared keys for configs with more than one worker: a cookie key and an EC P-256 key.
@@ -136,14 +137,14 @@ ${extra}${ROUTES}${identityText(keys)}`;
 t.test('check-config accepts the shipped demo config: exit 0 and "ok" on stdout', async (t) => {
   const { code, stdout, stderr } = await EARLY.checkDemo;
   t.equal(code, 0, 'a valid config exits 0');
-  t.equal(stdout, `${DEMO_CONFIG}: ok (4 routes)\n`, 'stdout names the file, says ok and counts its routes');
+  t.equal(stdout, `${DEMO_CONFIG}: ok (5 routes)\n`, 'stdout names the file, says ok and counts its routes');
   t.equal(stderr, '', 'nothing is printed on stderr for a valid config');
 });
 
 t.test('check-config also takes the file via --config', async (t) => {
   const { code, stdout } = await EARLY.checkDemoFlag;
   t.equal(code, 0, '--config FILE is accepted by check-config');
-  t.match(stdout, ': ok (4 routes)', 'and reports ok');
+  t.match(stdout, ': ok (5 routes)', 'and reports ok');
 });
 
 interface Broken {
@@ -166,6 +167,7 @@ routes:
     upstreem: 1
     upstream:
       url: "http://127.0.0.1:9"
+    policy: { allow: [{ authenticated: true }] }
 ${IDENTITY}`,
     expected: '8:5: routes[0].upstreem: unknown key "upstreem"',
   },
@@ -182,6 +184,7 @@ routes:
       idle: 5s
     upstream:
       url: "http://127.0.0.1:9"
+    policy: { allow: [{ authenticated: true }] }
 ${IDENTITY}`,
     // The location is the key itself (line 8), not the first line of its nested value.
     expected: '8:5: routes[0].timeout: unknown key "timeout"',
@@ -208,6 +211,7 @@ routes:
     host: app.test
     upstream:
       url: "ftp://127.0.0.1:9"
+    policy: { allow: [{ authenticated: true }] }
 ${IDENTITY}`,
     expected: '9:12: routes[0].upstream.url: expected an http(s) origin such as https://10.1.2.3:8443 (no path, query or credentials), got "ftp://127.0.0.1:9"',
   },
@@ -222,6 +226,7 @@ routes:
     host: app.test
     upstream:
       url: "http://127.0.0.1:\${env:NOPE_NOT_SET}"
+    policy: { allow: [{ authenticated: true }] }
 ${IDENTITY}`,
     expected: '9:12: routes[0].upstream.url: environment variable NOPE_NOT_SET is not set',
   },
@@ -245,12 +250,14 @@ routes:
     host: app.test
     upstream:
       url: "http://127.0.0.1:9"
+    policy: { allow: [{ authenticated: true }] }
   - id: app
     host: other.test
     upstream:
       url: "http://127.0.0.1:9"
+    policy: { allow: [{ authenticated: true }] }
 ${IDENTITY}`,
-    expected: '10:9: routes[1].id: duplicate route id "app" (also routes[0])',
+    expected: '11:9: routes[1].id: duplicate route id "app" (also routes[0])',
   },
   {
     name: 'an identity block with a plain-http issuer on a hospital host',
@@ -454,4 +461,197 @@ t.test('an unknown option exits 2 with usage', async (t) => {
   t.equal(code, 2, 'unknown option exits 2');
   t.match(stderr, "Unknown option '--frobnicate'", 'names the option');
   t.match(stderr, 'Usage:', 'prints the usage');
+});
+
+// ---- policy explain ---------------------------------------------------------------------
+
+/*
+ * `policy explain` as a security team runs it: the config loaded by the normal loader, one
+ * route's policy, a context file; exit 0 whatever the outcome, 3 when --expect is not met,
+ * 2 for bad usage, config or context.
+ */
+const explainDir = mkdtempSync(join(tmpdir(), 'wardgate-cli-explain-'));
+t.teardown(() => rmSync(explainDir, { recursive: true, force: true }));
+
+const EXPLAIN_CONFIG = join(explainDir, 'wardgate.yaml');
+writeFileSync(EXPLAIN_CONFIG, `listen:
+  http: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+routes:
+  - id: epic
+    host: epic.test
+    upstream:
+      url: "http://127.0.0.1:9"
+    policy:
+      deny:
+        - name: embargo
+          country: [KP]
+      allow:
+        - name: clinicians-with-key
+          all:
+            - groups: [clinicians]
+            - acr: [phr]
+            - authAge: 15m
+      remediation: Call the service desk on 1234.
+  - id: lab
+    host: lab.test
+    upstream:
+      url: "http://127.0.0.1:9"
+    policy: { allow: [{ groups: [lab] }] }
+${IDENTITY}`);
+
+// With a devices: section, routes that say nothing demand trusted devices: the same default as the gateway's.
+const DEVICES_CONFIG = join(explainDir, 'devices.yaml');
+writeFileSync(join(explainDir, 'inventory.yaml'), 'devices:\n  - id: WS-1\n    san: ws-1.devices.test\n    managed: true\n    compliant: true\n');
+writeFileSync(DEVICES_CONFIG, readFileSync(EXPLAIN_CONFIG, 'utf8').replace(/^routes:/m, 'devices:\n  inventory: inventory.yaml\n  certificates: { match: san }\nroutes:'));
+
+const EXPLAIN_TIME = '2026-11-24T10:00:00Z';
+const ALICE_IDENTITY = { sub: 'dr.alice', groups: ['clinicians'], acr: 'phr', amr: ['hwk'], authTime: '2026-11-24T09:55:00Z' };
+
+function contextFile(name: string, context: unknown): string {
+  const file = join(explainDir, `${name}.json`);
+  writeFileSync(file, typeof context === 'string' ? context : JSON.stringify(context));
+  return file;
+}
+
+const CONTEXTS = {
+  allow: contextFile('allow', { identity: ALICE_IDENTITY, network: { ip: '10.1.2.3', country: 'GB' }, time: EXPLAIN_TIME, request: { path: '/chart' } }),
+  denyRule: contextFile('deny-rule', { identity: ALICE_IDENTITY, network: { ip: '175.45.176.1', country: 'KP' }, time: EXPLAIN_TIME, request: { path: '/chart' } }),
+  denyDefault: contextFile('deny-default', { identity: { sub: 'vendor.dave', groups: ['vendor-support'] }, network: { ip: '10.1.2.3', country: 'GB' }, time: EXPLAIN_TIME, request: { path: '/chart' } }),
+  login: contextFile('login', { identity: null, network: { ip: '10.1.2.3', country: 'GB' }, time: EXPLAIN_TIME, request: { path: '/chart' } }),
+  stepUp: contextFile('step-up', { identity: { ...ALICE_IDENTITY, acr: 'pwd', amr: ['pwd'] }, network: { ip: '10.1.2.3' }, time: EXPLAIN_TIME, request: { path: '/chart' } }),
+  bad: contextFile('bad', { identity: { sub: 'dr.alice', groups: 'clinicians' }, network: { ip: '10.1.2.3' }, request: { path: '/chart' } }),
+  notJson: contextFile('not-json', '{ "identity": '),
+  trustedDevice: contextFile('trusted-device', { identity: ALICE_IDENTITY, device: { id: 'WS-1', trusted: true }, network: { ip: '10.1.2.3', country: 'GB' }, time: EXPLAIN_TIME, request: { path: '/chart' } }),
+};
+const MISSING_CONTEXT = join(explainDir, 'nope.json');
+
+const explain = (context: string, ...more: string[]) => early(['policy', 'explain', '--config', EXPLAIN_CONFIG, '--route', 'epic', '--context', context, ...more]);
+const EXPLAIN = {
+  allow: explain(CONTEXTS.allow),
+  denyRule: explain(CONTEXTS.denyRule),
+  denyDefault: explain(CONTEXTS.denyDefault),
+  login: explain(CONTEXTS.login),
+  stepUpJson: explain(CONTEXTS.stepUp, '--json'),
+  expectMet: explain(CONTEXTS.login, '--expect', 'login'),
+  expectMissed: explain(CONTEXTS.allow, '--expect', 'deny', '--json'),
+  expectBad: explain(CONTEXTS.allow, '--expect', 'permit'),
+  bad: explain(CONTEXTS.bad),
+  notJson: explain(CONTEXTS.notJson),
+  missingContext: explain(MISSING_CONTEXT),
+  unknownRoute: early(['policy', 'explain', '--config', EXPLAIN_CONFIG, '--route', 'pacs', '--context', CONTEXTS.allow]),
+  noRoute: early(['policy', 'explain', '--config', EXPLAIN_CONFIG, '--context', CONTEXTS.allow]),
+  noContext: early(['policy', 'explain', '--config', EXPLAIN_CONFIG, '--route', 'epic']),
+  noConfig: early(['policy', 'explain', '--route', 'epic', '--context', CONTEXTS.allow]),
+  noSubcommand: early(['policy']),
+  badConfig: early(['policy', 'explain', '--config', MISSING_CONFIG, '--route', 'epic', '--context', CONTEXTS.allow]),
+  devicesUnknown: early(['policy', 'explain', '--config', DEVICES_CONFIG, '--route', 'epic', '--context', CONTEXTS.allow]),
+  devicesTrusted: early(['policy', 'explain', '--config', DEVICES_CONFIG, '--route', 'epic', '--context', CONTEXTS.trustedDevice]),
+};
+
+t.test('policy explain: an allowed request, exit 0, with the deciding rule and its criteria', async (t) => {
+  const { code, stdout, stderr } = await EXPLAIN.allow;
+  t.equal(code, 0, 'exit 0');
+  t.equal(stdout, `route:    epic (epic.test), devices: any
+time:     2026-11-24T10:00:00.000Z
+outcome:  allow
+rule:     allow[0] clinicians-with-key
+reasons:
+  groups-ok
+  acr-ok
+  auth-age-ok
+`, 'the outcome, the rule and the pass reasons');
+  t.equal(stderr, '', 'nothing on stderr');
+});
+
+t.test('policy explain: a deny rule refuses, exit 0: the decision is the answer', async (t) => {
+  const { code, stdout } = await EXPLAIN.denyRule;
+  t.equal(code, 0, 'a refusal is still a successful explanation');
+  t.match(stdout, 'outcome:  deny\nrule:     deny[0] embargo\n', 'the deny rule decided');
+  t.match(stdout, 'country-unauthorized  This application cannot be reached from the country you are connecting from.', 'the reason in the deny page\'s words');
+  t.match(stdout, 'remediation: Call the service desk on 1234.', 'and what the user is told to do');
+});
+
+t.test('policy explain: nothing allows, so deny, naming the closest allow rule', async (t) => {
+  const { code, stdout } = await EXPLAIN.denyDefault;
+  t.equal(code, 0, 'exit 0');
+  t.match(stdout, 'outcome:  deny\nrule:     none matched; closest: allow[0] clinicians-with-key\n', 'deny by default, with the closest rule');
+  t.match(stdout, 'groups-unauthorized', 'and what it lacked');
+});
+
+t.test('policy explain: no identity is a login', async (t) => {
+  const { code, stdout } = await EXPLAIN.login;
+  t.equal(code, 0, 'exit 0');
+  t.match(stdout, 'outcome:  login\n', 'login');
+  t.match(stdout, 'login-required  Sign in to reach this application.', 'explained');
+});
+
+t.test('policy explain --json: a step-up, as the Decision with its route', async (t) => {
+  const { code, stdout } = await EXPLAIN.stepUpJson;
+  t.equal(code, 0, 'exit 0');
+  t.same(JSON.parse(stdout), {
+    route: 'epic', devices: 'any', time: '2026-11-24T10:00:00.000Z', outcome: 'step-up',
+    reasons: ['acr-insufficient'], rule: null, closest: 'allow[0] clinicians-with-key', missing: ['authentication'], stepUp: { acr: ['phr'] },
+  }, 'stdout is the decision as JSON, with what the step-up must bring');
+});
+
+t.test('policy explain --expect: exit 0 when met, 3 with a message when not', async (t) => {
+  const met = await EXPLAIN.expectMet;
+  t.equal(met.code, 0, '--expect login on a login exits 0');
+  t.equal(met.stderr, '', 'silently');
+  const missed = await EXPLAIN.expectMissed;
+  t.equal(missed.code, 3, '--expect deny on an allow exits 3');
+  t.equal(missed.stderr, 'wardgate: expected deny, got allow\n', 'saying what was expected and what came');
+  t.equal((JSON.parse(missed.stdout) as { outcome: string }).outcome, 'allow', 'the explanation is still printed');
+  const bad = await EXPLAIN.expectBad;
+  t.equal(bad.code, 2, 'an outcome that does not exist is bad usage');
+  t.match(bad.stderr, 'wardgate: --expect takes allow, deny, login, step-up, got "permit"', 'naming the outcomes');
+});
+
+t.test('policy explain: a bad context file exits 2 naming the file and the JSON path', async (t) => {
+  const { code, stdout, stderr } = await EXPLAIN.bad;
+  t.equal(code, 2, 'exit 2');
+  t.equal(stdout, '', 'no decision is printed');
+  t.equal(stderr, `wardgate: ${CONTEXTS.bad}: identity.groups: expected a list of strings, got "clinicians"\n`, 'file, path and what was expected; no usage');
+  const notJson = await EXPLAIN.notJson;
+  t.equal(notJson.code, 2, 'a file that is not JSON exits 2');
+  t.match(notJson.stderr, `wardgate: ${CONTEXTS.notJson}: invalid JSON: `, 'saying so');
+  const missing = await EXPLAIN.missingContext;
+  t.equal(missing.code, 2, 'a context file that does not exist exits 2');
+  t.equal(missing.stderr, `wardgate: ${MISSING_CONTEXT}: cannot read context file: ENOENT\n`, 'naming the file and the reason');
+});
+
+t.test('policy explain: an unknown route exits 2 listing the config\'s routes', async (t) => {
+  const { code, stdout, stderr } = await EXPLAIN.unknownRoute;
+  t.equal(code, 2, 'exit 2');
+  t.equal(stdout, '', 'nothing on stdout');
+  t.equal(stderr, `wardgate: ${EXPLAIN_CONFIG}: no route "pacs"; its routes are epic, lab\n`, 'the route ids there are');
+});
+
+t.test('policy explain: missing options and a missing subcommand are usage errors (exit 2, usage)', async (t) => {
+  for (const [run, message] of [
+    [EXPLAIN.noRoute, 'wardgate: missing --route ID'],
+    [EXPLAIN.noContext, 'wardgate: missing --context FILE.json'],
+    [EXPLAIN.noConfig, 'wardgate: missing --config FILE'],
+    [EXPLAIN.noSubcommand, 'wardgate: missing policy command: policy explain'],
+  ] as const) {
+    const { code, stderr } = await run;
+    t.equal(code, 2, `${message}: exit 2`);
+    t.match(stderr, `${message}\n`, 'says what is missing');
+    t.match(stderr, 'wardgate policy explain --config FILE --route ID --context FILE.json', 'and prints the usage, which lists policy explain');
+  }
+  const { code, stderr } = await EXPLAIN.badConfig;
+  t.equal(code, 2, 'a config that cannot be read exits 2');
+  t.equal(stderr, `wardgate: ${MISSING_CONFIG}: cannot read config file: ENOENT\n`, 'as check-config says it');
+});
+
+t.test('policy explain: with devices: configured, the route demands trusted devices, as the gateway would', async (t) => {
+  const unknown = await EXPLAIN.devicesUnknown;
+  t.equal(unknown.code, 0, 'exit 0');
+  t.match(unknown.stdout, 'route:    epic (epic.test), devices: trusted\n', 'the resolved device mode is shown');
+  t.match(unknown.stdout, 'outcome:  deny\nrule:     devices: trusted\n', 'a request without a device is refused before the rules');
+  t.match(unknown.stdout, 'device-unknown    wardgate does not know this device.', 'naming the device\'s problem');
+  const trusted = await EXPLAIN.devicesTrusted;
+  t.match(trusted.stdout, 'outcome:  allow\n', 'a trusted device reaches the rules, which allow');
 });

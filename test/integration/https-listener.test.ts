@@ -36,6 +36,7 @@ routes:
     host: portal.test
     upstream: { url: "${upstream.url}" }
     auth: { methods: [session, bearer] }
+    policy: { allow: [{ authenticated: true }] }
 `, 'https-test.yaml');
 const logger = pino({ level: 'silent' }, new Writable({ write: (_c, _e, cb) => cb() }));
 const gateway = await startGateway({ config, logger, admin: true });

@@ -49,6 +49,7 @@ routes:
     host: ${HOST}
     websockets: ${websockets}
     auth: { methods: [session, bearer] }
+    policy: { allow: [{ authenticated: true }] }
     upstream:
       url: "${upstreamUrl}"
 `);

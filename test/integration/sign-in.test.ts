@@ -18,9 +18,8 @@ const rig = await startSignInRig({
   routes: `
   - id: epic
     host: epic.localhost
-    auth:
-      require:
-        acr: [phr]
+    policy:
+      allow: [{ acr: [phr] }]
     upstream:
       url: ${up.url}
   - id: pacs
@@ -29,9 +28,8 @@ const rig = await startSignInRig({
       url: ${up.url}
   - id: labs
     host: labs.localhost
-    auth:
-      require:
-        maxAge: 3s
+    policy:
+      allow: [{ authAge: 3s }]
     upstream:
       url: ${up.url}
   - id: api

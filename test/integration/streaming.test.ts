@@ -215,6 +215,7 @@ routes:
   - id: stream
     host: ${HOST}
     auth: { methods: [session, bearer] }
+    policy: { allow: [{ authenticated: true }] }
     upstream:
       url: "${upstream.url}"
 `);

@@ -124,6 +124,8 @@ routes:
     host: ${HOST}
     auth:
       methods: [session, bearer]
+    policy:
+      allow: [{ authenticated: true }]
     upstream:
       url: "${upstream.url}"
 `);

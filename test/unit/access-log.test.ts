@@ -22,11 +22,11 @@ function capture(): { lines: string[]; log: AccessLog } {
 
 t.test('a line has pino\'s shape: level, time, bindings, fields, msg', async (t) => {
   const { lines, log } = capture();
-  log.write({ reqId: 'r1', route: 'epic', method: 'GET', host: 'epic.example', path: '/chart', status: 200, durationMs: 1.5, bytesOut: 10, client: '10.0.0.1', user: 'dr.alice', reason: undefined });
+  log.write({ reqId: 'r1', route: 'epic', method: 'GET', host: 'epic.example', path: '/chart', status: 200, durationMs: 1.5, bytesOut: 10, client: '10.0.0.1', user: 'dr.alice', outcome: 'allow', rule: 'allow[0] clinicians', reason: undefined });
   t.equal(lines.length, 1, 'one write per request, even with the logger\'s own level silent: the access log is its own switch');
   t.ok(lines[0]!.endsWith('\n'), 'newline-terminated');
   const entry = JSON.parse(lines[0]!) as Record<string, unknown>;
-  t.match(entry, { level: 30, pid: 4242, kind: 'access', reqId: 'r1', route: 'epic', method: 'GET', host: 'epic.example', path: '/chart', status: 200, durationMs: 1.5, bytesOut: 10, client: '10.0.0.1', user: 'dr.alice', msg: 'request' },
+  t.match(entry, { level: 30, pid: 4242, kind: 'access', reqId: 'r1', route: 'epic', method: 'GET', host: 'epic.example', path: '/chart', status: 200, durationMs: 1.5, bytesOut: 10, client: '10.0.0.1', user: 'dr.alice', outcome: 'allow', rule: 'allow[0] clinicians', msg: 'request' },
     'every field under its name, with the logger\'s bindings');
   t.type(entry.time, 'number', 'epoch-millisecond time, as pino writes it');
   t.notOk('reason' in entry, 'absent fields are left out, not written as null');

@@ -66,11 +66,15 @@ routes:
     host: epic.example
     upstream:
       url: http://10.1.2.3:3000
+    policy:
+      allow: [{ authenticated: true }]
   - id: fhir
     host: fhir.example
     paths: [/fhir]
     upstream:
       url: https://10.1.2.4:8443
+    policy:
+      allow: [{ authenticated: true }]
 `;
 
 /** `text` with the first `from` replaced by `to`, literally (no `$` patterns as in String#replace). */
@@ -243,19 +247,19 @@ t.test('routes must not collide', async (t) => {
   const ids = swap(BASE, 'id: fhir', 'id: epic');
   expectFault(t, 'duplicate route ids', ids, { where: at(ids, 'epic', '- id: epic\n    host: fhir'), path: 'routes[1].id', expected: 'duplicate route id "epic" (also routes[0])' });
 
-  const defaulted = `${BASE}  - id: epic2\n    host: EPIC.example\n    upstream:\n      url: http://10.1.2.5:3000\n`;
+  const defaulted = `${BASE}  - id: epic2\n    host: EPIC.example\n    upstream:\n      url: http://10.1.2.5:3000\n    policy: { allow: [{ authenticated: true }] }\n`;
   expectFault(t, 'the same host (any case) and the default prefix on two routes', defaulted, {
     where: at(defaulted, 'id: epic2'),
     path: 'routes[2].paths[0]',
     expected: 'epic.example/ is already served by route "epic"',
   });
-  const explicit = `${BASE}  - id: fhir2\n    host: fhir.example\n    paths: [/r4, /fhir]\n    upstream:\n      url: http://10.1.2.5:3000\n`;
+  const explicit = `${BASE}  - id: fhir2\n    host: fhir.example\n    paths: [/r4, /fhir]\n    upstream:\n      url: http://10.1.2.5:3000\n    policy: { allow: [{ authenticated: true }] }\n`;
   expectFault(t, 'the same host and an explicit prefix on two routes', explicit, {
     where: at(explicit, '/fhir]', 'id: fhir2'),
     path: 'routes[2].paths[1]',
     expected: 'fhir.example/fhir is already served by route "fhir"',
   });
-  const other = load(`${BASE}  - id: fhir2\n    host: fhir.example\n    paths: [/fhir2, /fhir/r5]\n    upstream:\n      url: http://10.1.2.5:3000\n`);
+  const other = load(`${BASE}  - id: fhir2\n    host: fhir.example\n    paths: [/fhir2, /fhir/r5]\n    upstream:\n      url: http://10.1.2.5:3000\n    policy: { allow: [{ authenticated: true }] }\n`);
   t.same(other.routes[2]!.paths, ['/fhir2', '/fhir/r5'], 'distinct prefixes on one host, nested or merely similar, are allowed');
 });
 
@@ -455,6 +459,13 @@ function inEpic(lines: string, text = BASE): string {
   return swap(text, '    host: epic.example\n', `    host: epic.example\n${lines}`);
 }
 
+const EPIC_POLICY = '    policy:\n      allow: [{ authenticated: true }]\n';
+
+/** BASE with the epic route's policy replaced by `lines` (indented under policy:). */
+function epicPolicy(lines: string, text = BASE): string {
+  return swap(text, EPIC_POLICY, `    policy:\n${lines}`);
+}
+
 /** BASE with one worker and no cookie or assertion keys: the smallest identity block. */
 const ONE_WORKER = `${swap(BASE, KEYS, '')}workers: 1\n`;
 
@@ -573,9 +584,9 @@ t.test('more than one worker needs shared cookie and assertion keys', async (t) 
 });
 
 t.test('a route may not take the sign-in host', async (t) => {
-  const text = `${BASE}  - id: signin\n    host: Auth.Localhost\n    upstream:\n      url: http://10.1.2.9:80\n`;
+  const text = `${BASE}  - id: signin\n    host: Auth.Localhost\n    upstream:\n      url: http://10.1.2.9:80\n    policy: { allow: [{ authenticated: true }] }\n`;
   expectFault(t, 'a route on the authUrl host', text, { where: at(text, 'Auth.Localhost'), path: 'routes[2].host', expected: 'auth.localhost is wardgate\'s sign-in host (identity.authUrl); give the route its own host' });
-  const sibling = load(`${BASE}  - id: portal\n    host: auth2.localhost\n    upstream:\n      url: http://10.1.2.9:80\n`);
+  const sibling = load(`${BASE}  - id: portal\n    host: auth2.localhost\n    upstream:\n      url: http://10.1.2.9:80\n    policy: { allow: [{ authenticated: true }] }\n`);
   t.equal(sibling.routes[2]!.host, 'auth2.localhost', 'a merely similar host is a route like any other');
 });
 
@@ -598,8 +609,8 @@ t.test('unknown keys inside identity and route auth are refused at the key', asy
     [inIdentity('  session:\n    idle: 5m\n'), 'idle:', 'identity.session.idle'],
     [inIdentity('  bearer:\n    audience: x\n    audiences: [y]\n'), 'audiences', 'identity.bearer.audiences'],
     [swap(BASE, '    keys: [assertion.pem]\n', '    keys: [assertion.pem]\n    key: assertion.pem\n'), 'key: assertion', 'identity.assertion.key'],
-    [inEpic('    auth:\n      required:\n        acr: [phr]\n'), 'required', 'routes[0].auth.required'],
-    [inEpic('    auth:\n      require:\n        acrs: [phr]\n'), 'acrs', 'routes[0].auth.require.acrs'],
+    [inEpic('    auth:\n      require:\n        acr: [phr]\n'), 'require', 'routes[0].auth.require'],
+    [epicPolicy('      allow: [{ authenticated: true }]\n      hide: true\n'), 'hide', 'routes[0].policy.hide'],
     [`${BASE}store:\n  type: memory\n  size: 10\n`, 'size', 'store.size'],
   ];
   for (const [text, key, path] of cases) {
@@ -646,15 +657,16 @@ t.test('identity and route auth durations', async (t) => {
   expectFault(t, 'an assertion ttl without unit', ttl, { where: at(ttl, '60', 'ttl:'), path: 'identity.assertion.ttl', expected: /expected a duration/ });
   const idpTimeout = inIdentity('  idpTimeout: 5 s\n');
   expectFault(t, 'idpTimeout with a space', idpTimeout, { where: at(idpTimeout, '5 s'), path: 'identity.idpTimeout', expected: /expected a duration.*got "5 s"/ });
-  const maxAge = inEpic('    auth:\n      require:\n        maxAge: 1 hour\n');
-  expectFault(t, 'maxAge in words', maxAge, { where: at(maxAge, '1 hour'), path: 'routes[0].auth.require.maxAge', expected: 'expected a duration such as 500ms, 30s, 5m or 1h, got "1 hour"' });
-
-  const set = load(inEpic('    auth:\n      require:\n        maxAge: 1h\n        acr: [phr]\n        amr: [hwk]\n',
+  const set = load(epicPolicy('      allow: [{ all: [{ authAge: 1h }, { acr: [phr] }, { amr: [hwk] }] }]\n',
     inIdentity('  session:\n    absoluteLifetime: 8h\n    idleTimeout: 15m\n  idpTimeout: 2.5s\n', swap(BASE, '    keys: [assertion.pem]\n', '    keys: [assertion.pem]\n    ttl: 30s\n'))));
   t.same(set.identity.session, { absoluteLifetime: 28_800_000, idleTimeout: 900_000 }, 'session durations are parsed to ms');
   t.equal(set.identity.assertion.ttl, 30_000, 'the assertion ttl is parsed to ms');
   t.equal(set.identity.idpTimeout, 2_500, 'idpTimeout is parsed to ms');
-  t.same(set.routes[0]!.auth.require, { maxAge: 3_600_000, acr: ['phr'], amr: ['hwk'] }, 'maxAge is parsed to ms; acr and amr kept');
+  t.same(set.routes[0]!.policy.allow, [{ kind: 'all', name: undefined, rules: [
+    { kind: 'criterion', criterion: 'authAge', value: 3_600_000, name: undefined },
+    { kind: 'criterion', criterion: 'acr', value: ['phr'], name: undefined },
+    { kind: 'criterion', criterion: 'amr', value: ['hwk'], name: undefined },
+  ] }], 'a policy is parsed into rules; authAge to ms, acr and amr kept');
   const partial = load(inIdentity('  session:\n    idleTimeout: 10m\n'));
   t.same(partial.identity.session, { absoluteLifetime: 43_200_000, idleTimeout: 600_000 }, 'a session block given in part keeps the default for the rest');
 });
@@ -676,13 +688,15 @@ t.test('identity, auth and store defaults', async (t) => {
   t.same(config.store, { type: 'memory', maxEntries: 1_000_000 }, 'the store defaults to memory with a million entries');
   for (const route of config.routes) {
     t.equal(route.auth.methods, undefined, `route ${route.id}: methods default to undefined (resolved at start)`);
-    t.same(route.auth.require, {}, `route ${route.id}: no strength requirement by default`);
+    t.same(route.policy.deny, [], `route ${route.id}: no deny rules by default`);
+    t.equal(route.policy.devices, undefined, `route ${route.id}: the device mode is resolved at start`);
+    t.equal(route.policy.hideDetails, false, `route ${route.id}: refusals explain themselves by default`);
     t.same(route.auth.claimHeaders, {}, `route ${route.id}: no claim headers by default`);
     t.equal(route.auth.passAuthorization, false, `route ${route.id}: the Authorization header is stripped by default`);
   }
   const pass = load(inEpic('    auth:\n      passAuthorization: true\n', ONE_WORKER));
   t.equal(pass.routes[0]!.auth.passAuthorization, true, 'passAuthorization can be turned on');
-  t.same(pass.routes[0]!.auth.require, {}, 'an auth block given in part keeps the other defaults');
+  t.same(pass.routes[0]!.auth.claimHeaders, {}, 'an auth block given in part keeps the other defaults');
 
   const store = `${BASE}store:\n  type: redis\n`;
   expectFault(t, 'a store type other than memory', store, { where: at(store, 'redis'), path: 'store.type', expected: /expected "memory"/ });
@@ -733,4 +747,26 @@ t.test('claim headers cannot take over headers wardgate sets or HTTP needs', asy
     t.match(first, `routes[0].auth.claimHeaders.${name}: ${name} is a header wardgate sets, strips or needs for HTTP itself`,
       `${name} is refused as a claim header, named at its path: a claim must not forge credentials, framing or wardgate's own headers`);
   }
+});
+
+t.test('every route needs a policy, and policy faults are reported at their line and path', async (t) => {
+  const none = swap(BASE, EPIC_POLICY, '');
+  expectFault(t, 'a route without a policy', none, { where: at(none, 'id: epic'), path: 'routes[0].policy', expected: 'expected a policy with allow rules: a route without one is refused, since nothing is allowed by default' });
+
+  const unknown = epicPolicy('      allow:\n        - colour: [red]\n');
+  expectFault(t, 'an unknown criterion', unknown, { where: at(unknown, '[red]'), path: 'routes[0].policy.allow[0].colour', expected: /unknown criterion "colour"; expected one of: .*cidr.*timeWindow/ });
+
+  const cidr = epicPolicy('      deny:\n        - cidr: [10.0.0.0/8, 10.1.2.3/33]\n      allow: [{ authenticated: true }]\n');
+  expectFault(t, 'a bad CIDR inside a deny rule', cidr, { where: at(cidr, '10.1.2.3/33'), path: 'routes[0].policy.deny[0].cidr[1]', expected: /10\.1\.2\.3\/33/ });
+
+  const zone = epicPolicy('      allow:\n        - all:\n            - authenticated: true\n            - timeWindow: { hours: "08:00-18:00", timeZone: Europe/Lundun }\n');
+  expectFault(t, 'an unknown time zone', zone, { where: at(zone, 'Europe/Lundun'), path: 'routes[0].policy.allow[0].all[1].timeWindow.timeZone', expected: /Europe\/Lundun/ });
+
+  const trusted = epicPolicy('      devices: trusted\n      allow: [{ authenticated: true }]\n');
+  expectFault(t, 'trusted devices without a devices section', trusted, { where: at(trusted, 'trusted'), path: 'routes[0].policy.devices', expected: 'trusted devices need a devices: section (an inventory or posture assertions) to tell them apart' });
+
+  const good = load(epicPolicy('      deny:\n        - name: embargo\n          country: [kp]\n      allow:\n        - groups: [clinicians]\n      remediation: Call 4357.\n      hideDetails: true\n'));
+  t.same(good.routes[0]!.policy.deny, [{ kind: 'criterion', criterion: 'country', value: ['KP'], name: 'embargo' }], 'a named deny rule, its country code upper-cased');
+  t.equal(good.routes[0]!.policy.remediation, 'Call 4357.', 'the remediation text is kept');
+  t.equal(good.routes[0]!.policy.hideDetails, true, 'hideDetails is kept');
 });

@@ -1,0 +1,31 @@
+import type { Decision } from '../policy/decision.js';
+import type { RoutePolicy } from '../routes.js';
+import type { Refusal } from './refusal.js';
+
+/*
+ * A deny decision as the user sees it: 403 with what was missing in plain words, the
+ * reason codes and the deciding rule, and the route's remediation text. A route that
+ * hides details says only that access was refused (the audit trail keeps the reasons).
+ */
+
+export function denial(decision: Decision, policy: RoutePolicy, requestId: string): Refusal {
+  if (policy.hideDetails) {
+    return {
+      status: 403,
+      reason: 'access-denied',
+      requestId,
+      details: { reasons: ['access-denied'], missing: [], rule: undefined, remediation: policy.remediation },
+    };
+  }
+  return {
+    status: 403,
+    reason: decision.reasons[0] ?? 'access-denied',
+    requestId,
+    details: {
+      reasons: decision.reasons,
+      missing: decision.missing,
+      rule: decision.rule ?? (decision.closest ? `none matched (closest: ${decision.closest})` : undefined),
+      remediation: policy.remediation,
+    },
+  };
+}
