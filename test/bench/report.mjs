@@ -97,8 +97,8 @@ function table(dir, names) {
   ];
   for (const r of rows) {
     const ratio = base && r.rounds ? `${(r.rps / base.rps).toFixed(2)}x` : 'n/a';
-    // Only the rows the identity target is about: wardgate with a session.
-    const toApache = r.name.startsWith('wardgate-session-') ? (apache && r.rounds ? `${(r.rps / apache.rps).toFixed(2)}x` : 'n/a') : '';
+    // Only the rows the identity targets are about: wardgate with a session (and the full policy).
+    const toApache = r.name.startsWith('wardgate-session-') || r.name.startsWith('wardgate-policy-') ? (apache && r.rounds ? `${(r.rps / apache.rps).toFixed(2)}x` : 'n/a') : '';
     const name = r.flagged ? `**${r.name}** (!)` : r.name;
     lines.push(`| ${name} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.cpu, 0)} | ${ratio} |${withApache ? ` ${toApache} |` : ''} ${r.rounds} | ${r.errors} |`);
   }
@@ -121,6 +121,8 @@ function table(dir, names) {
   target('proxy core', 'wardgate-1w', 'undici-bare', 0.9, 'wardgate-1w now carries a bearer token, as every request must be authenticated');
   target('session vs Node ceiling', 'wardgate-session-1w', 'undici-bare', 0.85, 'both one process on CPU 0');
   target('session vs mod_auth_openidc', 'wardgate-session-2w', 'apache-openidc', 2, 'both two processes, unpinned');
+  target('full hospital policy vs Node ceiling', 'wardgate-policy-1w', 'undici-bare', 0.85, 'the epic policy (trusted device, country, group, acr) with cookie + posture assertion; both one process on CPU 0');
+  target('full hospital policy vs mod_auth_openidc', 'wardgate-policy-2w', 'apache-openidc', 2, 'the epic policy against Require claim acr:phr; both two processes, unpinned');
   const info = rows.find((r) => r.name === 'wardgate-session-1w' && r.rounds > 0);
   if (info && apache) lines.push(`- for information: wardgate-session-1w (one process, one core) is ${(info.rps / apache.rps).toFixed(2)}x apache-openidc (two processes, both cores)`);
   // The same comparisons in CPU time per request: how much work each request costs.
@@ -129,7 +131,10 @@ function table(dir, names) {
     const b = rows.find((r) => r.name === ref && Number.isFinite(r.cpu));
     return a && b ? `${name} ${a.cpu.toFixed(0)} µs vs ${ref} ${b.cpu.toFixed(0)} µs (${(b.cpu / a.cpu).toFixed(2)}x as efficient)` : undefined;
   };
-  const cpuLines = [cpuRatio('wardgate-session-1w', 'undici-bare'), cpuRatio('wardgate-session-2w', 'apache-openidc'), cpuRatio('wardgate-session-1w', 'apache-openidc')].filter(Boolean);
+  const cpuLines = [
+    cpuRatio('wardgate-session-1w', 'undici-bare'), cpuRatio('wardgate-session-2w', 'apache-openidc'), cpuRatio('wardgate-session-1w', 'apache-openidc'),
+    cpuRatio('wardgate-policy-1w', 'undici-bare'), cpuRatio('wardgate-policy-2w', 'apache-openidc'),
+  ].filter(Boolean);
   if (cpuLines.length && lines.length > before + 2) lines.push(`- for information, CPU per request: ${cpuLines.join('; ')}`);
   if (lines.length === before + 2) lines.splice(before); // no target could be judged
   return lines.join('\n');

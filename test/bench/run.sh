@@ -4,6 +4,9 @@
 #   npm run bench                        # or: bash test/bench/run.sh
 #   BENCH_ROUNDS=1 BENCH_DURATION=3 BENCH_CONTENDERS="nginx-proxy undici-bare" npm run bench
 #
+# (The policy engine alone, without HTTP, has its own micro-benchmark: npm run bench:policy,
+# test/bench/policy.mjs.)
+#
 # Starts nginx as the upstream (a fixed ~1 KiB 200 answer) and measures, in alternating
 # rounds, each contender in front of it with wrk (-t1 -c50 --latency):
 #   nginx-proxy          nginx proxy_pass with upstream keepalive: the limit on this machine
@@ -16,6 +19,12 @@
 #   wardgate-session-1w  wardgate, workers: 1, every request with a signed-in session cookie
 #                        (__Host-wardgate) on a route requiring acr phr
 #   wardgate-session-2w  the same with workers: 2
+#   wardgate-policy-1w   wardgate, workers: 1, on a route with the full hospital policy (the `epic`
+#                        route's, read from config/hospital.yaml at run time: trusted devices only,
+#                        deny outside-uk-and-ireland, clinicians with acr phr), every request with
+#                        the session cookie AND an X-Device-Posture assertion (see "Device and
+#                        network" below)
+#   wardgate-policy-2w   the same with workers: 2
 #   wardgate-bearer-2w   workers: 2, a client_credentials JWT in Authorization (the configuration
 #                        of wardgate-2w, under the name the identity benchmark uses)
 #   apache-openidc       Apache httpd (mpm_event) + mod_auth_openidc, signed in to the same IdP,
@@ -23,9 +32,10 @@
 #                        the identity-aware proxy hospitals already run
 # It prints req/s, p50 and p99 (medians over the rounds), the CPU time the contender's processes
 # used per request while measured (user + system, from /proc), each one's ratio to undici-bare
-# and (wardgate-session rows) to apache-openidc, and saves the table in test/bench/results/
-# (gitignored). Targets: wardgate-1w >= 0.9x undici-bare; wardgate-session-1w >= 0.85x
-# undici-bare; wardgate-session-2w >= 2x apache-openidc.
+# and (wardgate-session and wardgate-policy rows) to apache-openidc, and saves the table in
+# test/bench/results/ (gitignored). Targets: wardgate-1w >= 0.9x undici-bare; wardgate-session-1w
+# and wardgate-policy-1w >= 0.85x undici-bare; wardgate-session-2w and wardgate-policy-2w >= 2x
+# apache-openidc.
 #
 # Identity: the contenders that need it share one IdP for the whole run, idp.mjs (the demo's
 # oidc-provider, from dist/), with a client for wardgate, one for Apache and an API client.
@@ -39,11 +49,29 @@
 # cheap 302s that wrk does not count as errors.
 # Bearer routes require no acr: client_credentials tokens carry none (no user signed in).
 #
+# Device and network, for the wardgate-policy-* contenders: the epic route's policy is taken
+# verbatim from config/hospital.yaml (parsed with the yaml package, emitted into the bench config
+# as JSON flow YAML), so it demands a trusted device (the default once devices: is configured)
+# and denies clients outside GB and IE. To pass it, the bench config adds
+#   devices.posture   the bench MDM's public key, from a P-256 key pair generated per run
+#                     (posture.mjs keys, in $TMP), issuer https://mdm.bench.localhost; maxAge
+#                     15m, raised to warm-up + duration + 5 min when that is longer, so the
+#                     observation does not age out during a turn
+#   network.countries 127.0.0.0/8: GB; loopback stands for the hospital LAN here (wrk, curl and
+#                     the sign-in connect from 127.0.0.1; no GeoIP database, no trusted proxies)
+# and each turn mints one posture assertion (posture.mjs mint: managed and compliant device,
+# observed_at now, a fresh jti, exp covering the turn), which the sign-in sends on its requests
+# to the application's host (the route refuses an untrusted device before sign-in) and wrk
+# sends with the cookie. The one assertion serves the whole turn, as an MDM agent reuses its
+# assertion until it refreshes it, so wardgate verifies its signature once and then finds it in
+# its cache. The checks before measuring: 200 and the upstream's body with cookie + assertion;
+# 403 with the cookie alone (the device gate works); 403 with neither.
+#
 # Pinning, for a 2-core machine: wrk, the upstream nginx and the (idle while measuring) IdP
 # share CPU 1, single-process contenders get CPU 0. wardgate-2w, wardgate-session-2w,
-# wardgate-bearer-2w and apache-openidc are not pinned: two worker processes each (Apache:
-# 2 children x 64 threads, more threads than wrk's 50 connections) sharing both cores with wrk
-# and the upstream.
+# wardgate-policy-2w, wardgate-bearer-2w and apache-openidc are not pinned: two worker
+# processes each (Apache: 2 children x 64 threads, more threads than wrk's 50 connections)
+# sharing both cores with wrk and the upstream.
 # Each round runs every contender once, in order; each contender is started fresh for its
 # turn and stopped after it (so no contender idles beside another's measurement), gets a
 # 2 s warm-up that is discarded, then is measured for BENCH_DURATION seconds.
@@ -52,7 +80,7 @@
 #   BENCH_ROUNDS      rounds (default 3)
 #   BENCH_DURATION    seconds measured per contender per round (default 10)
 #   BENCH_WARMUP      seconds of discarded warm-up (default 2)
-#   BENCH_CONTENDERS  space-separated subset, in order (default: all ten above)
+#   BENCH_CONTENDERS  space-separated subset, in order (default: all twelve above)
 #   BENCH_SKIP_BUILD  1 to use the existing dist/ instead of running npm run build
 #   BENCH_CPU_PROF    a directory: wardgate runs under node --cpu-prof and writes its
 #                     .cpuprofile files there (summarize them with profile.mjs); skews the figures
@@ -65,7 +93,7 @@ set -euo pipefail
 ROUNDS="${BENCH_ROUNDS:-3}"
 DURATION="${BENCH_DURATION:-10}"
 WARMUP="${BENCH_WARMUP:-2}"
-ALL_CONTENDERS="nginx-proxy undici-bare http-proxy-3 wardgate-1w wardgate-2w wardgate-1w-nolog wardgate-session-1w wardgate-session-2w wardgate-bearer-2w apache-openidc"
+ALL_CONTENDERS="nginx-proxy undici-bare http-proxy-3 wardgate-1w wardgate-2w wardgate-1w-nolog wardgate-session-1w wardgate-session-2w wardgate-policy-1w wardgate-policy-2w wardgate-bearer-2w apache-openidc"
 CONTENDERS="${BENCH_CONTENDERS:-$ALL_CONTENDERS}"
 HOST_HEADER="bench.localhost" # wardgate routes by Host; the baselines ignore it
 NGINX="${NGINX:-/usr/sbin/nginx}"
@@ -209,10 +237,11 @@ wait_for() {
 wait_200() { local pid="$1" url="$2" host="${3:-}"; wait_for "$pid" 200 "$url" ${host:+"Host: $host"}; }
 
 # group_cpu_ticks PGID : user + system CPU of every live process in the group, in clock ticks.
-# (cat, not awk, opens the files: a process may exit between the glob and the read.)
+# (cat, not awk, opens the files: a process may exit between the glob and the read; cat then
+# fails, which pipefail and set -e would turn into a silent exit of this script, hence || true.)
 CLK_TCK="$(getconf CLK_TCK)"
 group_cpu_ticks() {
-  cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '{ sub(/^.*\) /, ""); if ($3 == g) t += $12 + $13 } END { print t + 0 }'
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" '{ sub(/^.*\) /, ""); if ($3 == g) t += $12 + $13 } END { print t + 0 }'
 }
 
 # ---- the upstream: nginx, one process, a fixed ~1 KiB body ---------------------------
@@ -289,12 +318,40 @@ if [ "$IDENTITY" = 1 ]; then
   log "IdP $IDP_ISSUER (CPU 1); wardgate on port $WG_PORT, apache on $APACHE_PORT"
 fi
 
+# ---- the full hospital policy, and what it needs to pass (wardgate-policy-*) ----------------
+POSTURE_ISSUER="https://mdm.bench.localhost" # the bench MDM
+# Seconds an assertion (and its observation) stays acceptable: the hospital's 15m, or the turn
+# (warm-up + duration) plus 5 minutes for start, sign-in and checks when that is longer.
+POSTURE_TTL=$(( WARMUP + DURATION + 300 )); [ "$POSTURE_TTL" -ge 900 ] || POSTURE_TTL=900
+if has wardgate-policy-; then
+  node "$HERE/posture.mjs" keys "$TMP/mdm-posture.key" "$TMP/mdm-posture.pub" || die "could not generate the bench MDM key pair"
+  # The epic route's policy: verbatim from the file, as JSON (which YAML reads as flow style).
+  node -e '
+    const { readFileSync } = require("fs");
+    const { parse } = require("yaml");
+    const config = parse(readFileSync(process.argv[1], "utf8"));
+    const route = (config.routes ?? []).find((r) => r.id === "epic");
+    if (!route || typeof route.policy !== "object" || route.policy === null) throw new Error("config/hospital.yaml has no epic route with a policy");
+    process.stdout.write(JSON.stringify(route.policy));
+  ' "$ROOT/config/hospital.yaml" >"$TMP/epic-policy.json" || die "could not read the epic policy from config/hospital.yaml"
+  epic_summary() {
+    node -e '
+      const p = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      const names = (list) => (list ?? []).map((r) => r.name ?? "(unnamed)").join(", ") || "none";
+      console.log(`devices ${p.devices ?? "trusted (default)"}; deny ${names(p.deny)}; allow ${names(p.allow)}`);
+    ' "$TMP/epic-policy.json"
+  }
+  log "epic policy from config/hospital.yaml: $(epic_summary)"
+fi
+
 # ---- contenders -------------------------------------------------------------------------
-# What each identity contender authenticates with: session (cookie from sign-in.mjs),
-# bearer (client_credentials token), or nothing (the baselines).
+# What each identity contender authenticates with: session (cookie from sign-in.mjs), policy
+# (that cookie plus a posture assertion from posture.mjs), bearer (client_credentials token), or
+# nothing (the baselines).
 credential_kind() {
   case "$1" in
     wardgate-session-*|apache-openidc) echo session ;;
+    wardgate-policy-*) echo policy ;; # session cookie + device posture assertion
     wardgate-*) echo bearer ;;
     *) echo none ;;
   esac
@@ -323,21 +380,43 @@ identity:
     keys: ["$TMP/assertion-key.pem"]
   bearer:
     audience: "$(idp_info api.audience)"
+EOF
+  if [ "$(credential_kind "$name")" = policy ]; then
+    # What the epic policy needs to pass (see the header): the bench MDM's key, and loopback
+    # (where every bench client connects from) standing for the hospital LAN, in GB.
+    cat <<EOF
+devices:
+  posture:
+    issuer: "$POSTURE_ISSUER"
+    keys: ["$TMP/mdm-posture.pub"]
+    maxAge: ${POSTURE_TTL}s
+network:
+  countries:
+    127.0.0.0/8: GB
+EOF
+  fi
+  cat <<EOF
 routes:
   - id: bench
     host: $HOST_HEADER
 EOF
   if [ "$(credential_kind "$name")" = session ]; then
     cat <<EOF
-    auth:
-      require:
-        acr: [phr]
+    policy:
+      allow: [{ acr: [phr] }]
+EOF
+  elif [ "$(credential_kind "$name")" = policy ]; then
+    # config/hospital.yaml's epic policy, verbatim (JSON is YAML flow style).
+    cat <<EOF
+    policy: $(cat "$TMP/epic-policy.json")
 EOF
   else
     # client_credentials tokens carry no acr (no user signed in): an API route.
     cat <<EOF
     auth:
       methods: [bearer]
+    policy:
+      allow: [{ authenticated: true }]
 EOF
   fi
   cat <<EOF
@@ -477,42 +556,60 @@ EOF
   wait_200 "$STARTED_PID" "$READY_URL" "$HOST_HEADER" || { NOT_READY="did not answer 200 within 15 s (last status $LAST_CODE)"; return 1; }
 }
 
-# credentials NAME TAG : the header wrk sends (CRED), made for this turn of NAME.
+# credentials NAME TAG : the header wrk sends (CRED), made for this turn of NAME, and for the
+# policy contenders the device posture assertion header (POSTURE), minted for this turn and
+# sent by the sign-in too.
 credentials() {
   local name="$1" tag="$2"
   CRED=""
+  POSTURE=""
   case "$(credential_kind "$name")" in
     none) return 0 ;;
     session) CRED="$(node "$HERE/sign-in.mjs" session "http://$HOST_HEADER:$PORT/" --user "$USER_ID" --method hwk 2>"$TMP/$tag.sign-in.err")" ;;
+    policy)
+      POSTURE="$(node "$HERE/posture.mjs" mint "$TMP/mdm-posture.key" --issuer "$POSTURE_ISSUER" --ttl "$POSTURE_TTL" 2>"$TMP/$tag.sign-in.err")" \
+        || { echo "sign-in: posture.mjs could not mint an assertion" >>"$TMP/$tag.sign-in.err"; return 1; }
+      CRED="$(node "$HERE/sign-in.mjs" session "http://$HOST_HEADER:$PORT/" --user "$USER_ID" --method hwk --header "$POSTURE" 2>>"$TMP/$tag.sign-in.err")"
+      ;;
     bearer) CRED="$(node "$HERE/sign-in.mjs" token "$TMP/idp.json" 2>"$TMP/$tag.sign-in.err")" ;;
   esac
 }
 
-# verify_auth : with CRED, the upstream's own body and a 200; without it, 302 or 401, so the
-# figures are those of an authenticated path. Sets VERIFIED (what was seen) or VERIFY_ERROR.
+# verify_auth : with CRED (and POSTURE), the upstream's own body and a 200; without them, 302 or
+# 401 (policy contenders: 403 with the cookie alone, so the device gate works, and 403 with
+# neither), so the figures are those of an authenticated (and authorized) path. Sets VERIFIED
+# (what was seen) or VERIFY_ERROR.
 verify_auth() {
-  local out code body bare
-  out="$(curl -s -m 5 -H "Host: $HOST_HEADER" -H "$CRED" -w '\n%{http_code}' "$READY_URL" || true)"
+  local out code body bare only with="${CRED%%:*}${POSTURE:+ + ${POSTURE%%:*}}"
+  out="$(curl -s -m 5 -H "Host: $HOST_HEADER" -H "$CRED" ${POSTURE:+-H "$POSTURE"} -w '\n%{http_code}' "$READY_URL" || true)"
   code="${out##*$'\n'}"; body="${out%$'\n'*}"
   if [ "$code" != 200 ] || [ "$body" != "$BODY" ]; then
-    VERIFY_ERROR="with its ${CRED%%:*} header it answered $code$([ "$code" = 200 ] && echo ' but not with the upstream body'): ${body:0:200}"
+    VERIFY_ERROR="with $with it answered $code$([ "$code" = 200 ] && echo ' but not with the upstream body'): ${body:0:200}"
     return 1
   fi
   bare="$(http_code "$READY_URL" "Host: $HOST_HEADER")"
+  if [ -n "$POSTURE" ]; then
+    only="$(http_code "$READY_URL" "Host: $HOST_HEADER" "$CRED")"
+    [ "$only" = 403 ] || { VERIFY_ERROR="with ${CRED%%:*} but no ${POSTURE%%:*} it answered $only, expected 403 (an untrusted device)"; return 1; }
+    [ "$bare" = 403 ] || { VERIFY_ERROR="with neither header it answered $bare, expected 403 (an untrusted device)"; return 1; }
+    VERIFIED="200 with the upstream's body with $with, 403 with ${CRED%%:*} alone, 403 with neither"
+    return 0
+  fi
   case "$bare" in
     302|401) ;;
     *) VERIFY_ERROR="without credentials it answered $bare, expected 302 or 401"; return 1 ;;
   esac
-  VERIFIED="200 with the upstream's body with ${CRED%%:*}, $bare without"
+  VERIFIED="200 with the upstream's body with $with, $bare without"
 }
 
-# wrk on CPU 1; every contender gets the same Host header, and its credential if it has one.
+# wrk on CPU 1; every contender gets the same Host header, and its credential (policy
+# contenders: the cookie and the posture assertion) if it has one.
 # Run in the background and waited for, so a signal to this script is handled at once and
 # not after wrk ends.
 run_wrk() {
   local seconds="$1" out="$2" pid status=0
   timeout $((seconds + 30)) taskset -c 1 wrk -t1 -c50 -d"${seconds}s" --timeout 5s --latency \
-    -H "Host: $HOST_HEADER" ${CRED:+-H "$CRED"} "http://127.0.0.1:$PORT/" >"$out" 2>&1 </dev/null &
+    -H "Host: $HOST_HEADER" ${CRED:+-H "$CRED"} ${POSTURE:+-H "$POSTURE"} "http://127.0.0.1:$PORT/" >"$out" 2>&1 </dev/null &
   pid=$!
   PIDS+=("$pid") # timeout(1) makes itself a process group, so cleanup's group kill reaches wrk
   wait "$pid" || status=$?
@@ -521,6 +618,8 @@ run_wrk() {
 }
 
 UNVERIFIED=() # identity contender turns that could not be verified: the run fails
+CRED=""
+POSTURE=""
 for round in $(seq 1 "$ROUNDS"); do
   for name in $CONTENDERS; do
     tag="$name.r$round"
@@ -551,6 +650,7 @@ for round in $(seq 1 "$ROUNDS"); do
       log "  $(grep -m1 '^sign-in:' "$TMP/$tag.sign-in.err" | sed 's/^sign-in: //'); checked: $VERIFIED"
     else
       CRED=""
+      POSTURE=""
     fi
     since_ms="$(date +%s%3N)" # access-log lines from here on are wrk's
     run_wrk "$WARMUP" "$TMP/$tag.warmup.txt" || true
@@ -613,6 +713,9 @@ RESULT="$HERE/results/bench-$STAMP.md"
   echo "- wardgate: log level warn, JSON access log on (to a file on $(df --output=fstype "$TMP" | tail -n1)), Host: $HOST_HEADER, cookie and assertion keys from the config; every contender was checked to answer 200 before it was measured"
   if [ "$IDENTITY" = 1 ]; then
     echo "- identity: one demo IdP (oidc-provider) for the run; session contenders signed in as $USER_ID with a security key (acr phr) for each turn and sent only their session cookie; bearer contenders sent a client_credentials JWT (no acr, so their route requires none); each was checked to get the upstream's 200 with its credential and a 302/401 without, and its access log to show only 200s for that user"
+  fi
+  if has wardgate-policy-; then
+    echo "- policy contenders: the epic route's policy from config/hospital.yaml, verbatim ($(epic_summary)); devices.posture with a bench MDM P-256 key pair generated for the run (maxAge ${POSTURE_TTL} s); network.countries 127.0.0.0/8: GB (loopback stands for the hospital LAN); signed in as $USER_ID (security key) with the posture header on the application host's requests; then every request with the session cookie and one X-Device-Posture assertion per turn (ES256, managed, compliant, observed_at at minting, jti); checked: 200 with both, 403 with the cookie alone, 403 with neither; access log only 200s for $USER_ID"
   fi
   if [ "${#UNVERIFIED[@]}" -gt 0 ]; then
     echo "- NOT MEASURED, credentials did not work: ${UNVERIFIED[*]}"
