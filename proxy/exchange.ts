@@ -25,7 +25,7 @@ export interface Exchange {
   readonly id: string;
   canonical: CanonicalRequest | undefined;
   route: CompiledRoute | undefined;
-  /** Who is behind the request, once authenticated. */
+  /** Who is behind the request, once authenticated (also when the policy then refuses). */
   identity: Identity | undefined;
   /** The policy's decision, once made. */
   decision: Decision | undefined;

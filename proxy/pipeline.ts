@@ -54,6 +54,9 @@ export interface PipelineDeps {
   state: PipelineState;
 }
 
+/** An authentication the policy decides on: an identity, or none (anonymous). */
+type Decidable = Exclude<Authentication, { kind: 'refused' }>;
+
 const IDLE_TIMED_OUT = Symbol('wardgate.idleTimedOut');
 
 /** Marks a client connection as ended by wardgate's idle timeout (recorded as 408). */
@@ -123,17 +126,17 @@ export function createPipeline(deps: PipelineDeps) {
   }
 
   /** context: who, from which device and network, when, asking for what. */
-  function contextFor(ex: Exchange, auth: Exclude<Authentication, { kind: 'refused' }>): Promise<{ auth: Authentication; ctx: RequestContext }> | { auth: Authentication; ctx: RequestContext } {
+  function contextFor(ex: Exchange, auth: Decidable): Promise<{ auth: Decidable; ctx: RequestContext }> | { auth: Decidable; ctx: RequestContext } {
     const ctx = buildContext(ex, auth, providers);
     return ctx instanceof Promise ? ctx.then((built) => ({ auth, ctx: built })) : { auth, ctx };
   }
 
-  /** decide: the route's policy on that context; only an allow lets the identity through. */
+  /** decide: the route's policy on that context. Refusals keep the user, for the log. */
   function decideFor(ex: Exchange, route: CompiledRoute, ctx: RequestContext): Decision {
     const decision = decide(route, ctx, ex.id);
     ex.decision = decision;
-    if (decision.outcome === 'allow') ex.identity = ctx.identity;
-    else ex.reason = decision.reasons[0];
+    ex.identity = ctx.identity;
+    if (decision.outcome !== 'allow') ex.reason = decision.reasons[0];
     return decision;
   }
 
@@ -141,7 +144,7 @@ export function createPipeline(deps: PipelineDeps) {
    * An open WebSocket, decided again from a fresh context (now, the device as the inventory
    * and its posture say now). The tunnel itself is activity, so idle rules count from now.
    */
-  function stillAllowed(ex: Exchange, route: CompiledRoute, auth: Authentication): boolean | Promise<boolean> {
+  function stillAllowed(ex: Exchange, route: CompiledRoute, auth: Decidable): boolean | Promise<boolean> {
     const check = (ctx: RequestContext): boolean => {
       const now = ctx.session ? { ...ctx, session: { ...ctx.session, lastSeenAt: ctx.time } } : ctx;
       const decision = route.policy.decide(now);
@@ -149,7 +152,6 @@ export function createPipeline(deps: PipelineDeps) {
       logger.info({ reqId: ex.id, route: route.id, user: ex.identity?.sub, outcome: decision.outcome, reasons: decision.reasons }, 'WebSocket closed: the policy no longer allows it');
       return false;
     };
-    if (auth.kind === 'refused') return false;
     const ctx = buildContext(ex, auth, providers);
     return ctx instanceof Promise ? ctx.then(check) : check(ctx);
   }

@@ -133,7 +133,7 @@ t.test('a deny rule wins, and the JSON says which rule and why', async (t) => {
   t.equal(body.requestId, res.headers.get('x-request-id'), 'and the request id, also in a header');
   t.equal(upstream.seen.length, before, 'nothing reached the upstream');
   const line = wg.access().find((entry) => entry.reqId === body.requestId);
-  t.match(line, { status: 403, outcome: 'deny', rule: 'deny[0] admin-area', reason: 'path-unauthorized' }, 'the access log has the outcome, the rule and the reason');
+  t.match(line, { status: 403, user: 'api-client', outcome: 'deny', rule: 'deny[0] admin-area', reason: 'path-unauthorized' }, 'the access log has who was refused, the outcome, the rule and the reason');
   const allowed = wg.access().find((entry) => entry.route === 'app' && entry.status === 200);
   t.match(allowed, { outcome: 'allow', rule: 'allow[0] the-api-client', user: 'api-client' }, 'and for an allowed request, the rule that let it in');
 });
