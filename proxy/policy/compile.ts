@@ -16,17 +16,18 @@ import type { PolicyConfig, Rule } from './rules.js';
 
 /** A criterion standing between the request and access, as the explanation reports it. */
 interface Blocker {
-  criterion: Criterion;
-  value: unknown;
+  readonly criterion: Criterion;
   /** true: refused because it matched (a deny rule, or under `not`). */
-  matched: boolean;
+  readonly matched: boolean;
+  /** What a step-up would have to bring, when one can fix this criterion. */
+  readonly hint: StepUpHint | undefined;
 }
 
 interface Node {
   readonly test: Predicate;
   readonly needsIdentity: boolean;
   /** Why `test(ctx)` is not `want`; only called when it is not. */
-  why(ctx: RequestContext, want: boolean): Blocker[];
+  why(ctx: RequestContext, want: boolean): readonly Blocker[];
 }
 
 export interface CompiledPolicy {
@@ -40,27 +41,31 @@ export interface PolicyOptions {
   requireTrustedDevice: boolean;
 }
 
-const canStepUp = (blocker: Blocker): boolean => !blocker.matched && blocker.criterion.stepUp !== undefined;
+const canStepUp = (blocker: Blocker): boolean => blocker.hint !== undefined;
 
 /** The explanation to report out of several: one a step-up can fix, else the shortest. */
-function closest(options: Blocker[][]): Blocker[] {
-  let best: Blocker[] | undefined;
-  for (const option of options) {
-    if (best === undefined) best = option;
-    else {
-      const [a, b] = [option.every(canStepUp), best.every(canStepUp)];
-      if ((a && !b) || (a === b && option.length < best.length)) best = option;
+function closest(options: ReadonlyArray<readonly Blocker[]>): readonly Blocker[] {
+  let best: readonly Blocker[] = [];
+  let bestFixable = false;
+  for (let i = 0; i < options.length; i++) {
+    const option = options[i]!;
+    const fixable = option.every(canStepUp);
+    if (i === 0 || (fixable && !bestFixable) || (fixable === bestFixable && option.length < best.length)) {
+      best = option;
+      bestFixable = fixable;
     }
   }
-  return best ?? [];
+  return best;
 }
 
 function compileRule(rule: Rule): Node {
   if (rule.kind === 'criterion') {
     const criterion = CRITERIA.get(rule.criterion)!;
     const test = criterion.compile(rule.value);
-    const blocker = (matched: boolean): Blocker => ({ criterion, value: rule.value, matched });
-    return { test, needsIdentity: criterion.needsIdentity, why: (_ctx, want) => [blocker(!want)] };
+    // Made once: explaining a refusal allocates no blockers, only the lists that hold them.
+    const failed: readonly Blocker[] = Object.freeze([Object.freeze({ criterion, matched: false, hint: criterion.stepUp?.(rule.value) })]);
+    const matched: readonly Blocker[] = Object.freeze([Object.freeze({ criterion, matched: true, hint: undefined })]);
+    return { test, needsIdentity: criterion.needsIdentity, why: (_ctx, want) => (want ? failed : matched) };
   }
   if (rule.kind === 'not') {
     const inner = compileRule(rule.rule);
@@ -83,7 +88,7 @@ function compileRule(rule: Rule): Node {
       };
   // Plain loops: Array#flatMap measured some 15 times slower here on Node 20, and a
   // refusal with no matching rule asks every allow rule why.
-  const why = (ctx: RequestContext, want: boolean): Blocker[] => {
+  const why = (ctx: RequestContext, want: boolean): readonly Blocker[] => {
     if (all === want) {
       // all wanted true, or any wanted false: every child that is off counts.
       const blockers: Blocker[] = [];
@@ -91,7 +96,7 @@ function compileRule(rule: Rule): Node {
       return blockers;
     }
     // any wanted true, or all wanted false: turning one child round is enough.
-    const options: Blocker[][] = [];
+    const options: Array<readonly Blocker[]> = [];
     for (const child of children) options.push(child.why(ctx, want));
     return closest(options);
   };
@@ -111,7 +116,7 @@ function unique<T>(items: readonly T[]): T[] {
   return out;
 }
 
-function reasonsOf(blockers: Blocker[], ctx: RequestContext): string[] {
+function reasonsOf(blockers: readonly Blocker[], ctx: RequestContext): string[] {
   const reasons: string[] = [];
   for (const { criterion, matched } of blockers) {
     addOnce(reasons, criterion.failReason);
@@ -121,32 +126,38 @@ function reasonsOf(blockers: Blocker[], ctx: RequestContext): string[] {
   return reasons;
 }
 
-function categoriesOf(blockers: Blocker[]): Category[] {
+function categoriesOf(blockers: readonly Blocker[]): Category[] {
   const categories: Category[] = [];
   for (const blocker of blockers) addOnce(categories, blocker.criterion.category);
   return categories;
 }
 
-function mergeStepUp(blockers: Blocker[]): StepUpHint {
+function mergeStepUp(blockers: readonly Blocker[]): StepUpHint {
   let acr: readonly string[] | undefined;
-  const amr = new Set<string>();
+  const amr: string[] = [];
   let maxAgeMs: number | undefined;
-  for (const { criterion, value } of blockers) {
-    const hint = criterion.stepUp!(value);
+  for (const { hint } of blockers) {
+    if (!hint) continue;
     acr ??= hint.acr;
-    for (const method of hint.amr ?? []) amr.add(method);
+    for (const method of hint.amr ?? []) addOnce(amr, method);
     if (hint.maxAgeMs !== undefined) maxAgeMs = Math.min(maxAgeMs ?? Infinity, hint.maxAgeMs);
   }
-  return { ...(acr ? { acr } : {}), ...(amr.size ? { amr: [...amr] } : {}), ...(maxAgeMs !== undefined ? { maxAgeMs } : {}) };
+  const hint: { acr?: readonly string[]; amr?: string[]; maxAgeMs?: number } = {};
+  if (acr) hint.acr = acr;
+  if (amr.length) hint.amr = amr;
+  if (maxAgeMs !== undefined) hint.maxAgeMs = maxAgeMs;
+  return hint;
 }
 
 /** The strength criteria a rule requires outright (not under any / not). */
 function requiredStrength(rule: Rule): StepUpHint {
-  const direct = rule.kind === 'criterion' ? [rule] : rule.kind === 'all' ? rule.rules.filter((r) => r.kind === 'criterion') : [];
-  const blockers = direct.flatMap((r) => {
-    const criterion = CRITERIA.get((r as Extract<Rule, { kind: 'criterion' }>).criterion)!;
-    return criterion.stepUp ? [{ criterion, value: (r as Extract<Rule, { kind: 'criterion' }>).value, matched: false }] : [];
-  });
+  const direct = rule.kind === 'criterion' ? [rule] : rule.kind === 'all' ? rule.rules : [];
+  const blockers: Blocker[] = [];
+  for (const r of direct) {
+    if (r.kind !== 'criterion') continue;
+    const criterion = CRITERIA.get(r.criterion)!;
+    if (criterion.stepUp) blockers.push({ criterion, matched: false, hint: criterion.stepUp(r.value) });
+  }
   return mergeStepUp(blockers);
 }
 
@@ -179,7 +190,7 @@ export function compilePolicy(config: PolicyConfig, options: PolicyOptions): Com
     stepUp: undefined,
   }));
 
-  function refused(blockers: Blocker[], ctx: RequestContext, rule: string | undefined, closestRule: string | undefined): Decision {
+  function refused(blockers: readonly Blocker[], ctx: RequestContext, rule: string | undefined, closestRule: string | undefined): Decision {
     return {
       outcome: 'deny',
       reasons: reasonsOf(blockers, ctx),
@@ -191,18 +202,21 @@ export function compilePolicy(config: PolicyConfig, options: PolicyOptions): Com
   }
 
   function explainRefusal(ctx: RequestContext): Decision {
-    const explanations = allow.map((node) => node.why(ctx, true));
-    const fixable = explanations.findIndex((blockers) => blockers.length > 0 && blockers.every(canStepUp));
-    if (fixable >= 0) {
-      const blockers = explanations[fixable]!;
-      return {
-        outcome: 'step-up',
-        reasons: reasonsOf(blockers, ctx),
-        rule: undefined,
-        closest: allowLabels[fixable],
-        missing: categoriesOf(blockers),
-        stepUp: mergeStepUp(blockers),
-      };
+    // The first rule a step-up would satisfy decides; failing that, the closest one explains.
+    const explanations: Array<readonly Blocker[]> = [];
+    for (let i = 0; i < allow.length; i++) {
+      const blockers = allow[i]!.why(ctx, true);
+      if (blockers.length > 0 && blockers.every(canStepUp)) {
+        return {
+          outcome: 'step-up',
+          reasons: reasonsOf(blockers, ctx),
+          rule: undefined,
+          closest: allowLabels[i],
+          missing: categoriesOf(blockers),
+          stepUp: mergeStepUp(blockers),
+        };
+      }
+      explanations.push(blockers);
     }
     const best = closest(explanations);
     return refused(best, ctx, undefined, allowLabels[explanations.indexOf(best)]);
