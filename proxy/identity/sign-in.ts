@@ -50,7 +50,7 @@ interface Transaction {
   strengthAsked: boolean;
   stepUp: boolean;
   /** What the policy asked for, checked again on return. */
-  requirement: { acr?: string[]; amr?: string[]; maxAgeMs?: number };
+  requirement: AuthRequirement;
   nonce: string;
   codeVerifier: string;
   maxAgeSeconds: number | null;
@@ -148,11 +148,7 @@ export class SignInFlow {
       // answer there still gets one step-up with a fresh authentication.
       strengthAsked: stepUp || requirement.acr !== undefined || requirement.maxAgeMs !== undefined,
       stepUp,
-      requirement: {
-        ...(requirement.acr ? { acr: [...requirement.acr] } : {}),
-        ...(requirement.amr ? { amr: [...requirement.amr] } : {}),
-        ...(requirement.maxAgeMs !== undefined ? { maxAgeMs: requirement.maxAgeMs } : {}),
-      },
+      requirement,
       nonce: oidc.randomNonce(),
       codeVerifier: oidc.randomPKCECodeVerifier(),
       maxAgeSeconds: maxAgeSeconds ?? null,
