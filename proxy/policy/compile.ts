@@ -89,13 +89,14 @@ function compileRule(rule: Rule): Node {
   // Plain loops: Array#flatMap measured some 15 times slower here on Node 20, and a
   // refusal with no matching rule asks every allow rule why.
   const why = (ctx: RequestContext, want: boolean): readonly Blocker[] => {
-    if (all === want) {
-      // all wanted true, or any wanted false: every child that is off counts.
+    if (all || !want) {
+      // Why an `all` failed: every child that failed. Why a rule matched (a deny rule, or
+      // under `not`): every child that matched, since each is part of what the rule named.
       const blockers: Blocker[] = [];
       for (const child of children) if (child.test(ctx) !== want) blockers.push(...child.why(ctx, want));
       return blockers;
     }
-    // any wanted true, or all wanted false: turning one child round is enough.
+    // Why an `any` failed: turning one child round is enough, so the closest is reported.
     const options: Array<readonly Blocker[]> = [];
     for (const child of children) options.push(child.why(ctx, want));
     return closest(options);

@@ -191,3 +191,20 @@ t.test('claim rules read the IdP\'s claims: arrays by membership, and a missing 
   t.equal(p.decide(hostile).outcome, 'allow', 'array claims containing a value match');
   t.equal(p.decide(context({ identity: person({ claims: {} }) })).outcome, 'deny', 'a missing claim is refused');
 });
+
+t.test('a matched deny rule names everything it matched; a failed any names its closest branch', async (t) => {
+  const p = policy(`
+deny:
+  - name: app-no-psychiatry
+    all:
+      - claim: { name: client_id, values: [cardiology-app] }
+      - fhirResource: { base: /fhir, types: [DocumentReference] }
+allow:
+  - authenticated: true
+`);
+  const app = person({ kind: 'bearer', sessionId: undefined, claims: { client_id: 'cardiology-app' } });
+  const decision = p.decide(context({ identity: app, session: undefined, request: { method: 'GET', host: 'fhir.example', path: '/fhir/DocumentReference/d1' } }));
+  t.equal(decision.rule, 'deny[0] app-no-psychiatry', 'the deny rule decided');
+  t.same(decision.reasons, ['claim-unauthorized', 'fhir-resource-unauthorized'], 'both the app and the record type are named: each is part of what the rule refuses');
+  t.same(decision.missing, ['identity', 'request'], 'and both categories are on the page');
+});
