@@ -86,6 +86,9 @@ export class WebSocketTunnels {
     for (let i = 0; i < headers.length; i += 2) upstreamHeaders[headers[i]!.toLowerCase()] = headers[i + 1]!;
     upstreamHeaders.connection = 'Upgrade';
     upstreamHeaders.upgrade = 'websocket';
+    // http-proxy-3 builds the upstream request from req.headers; the client's own are put
+    // back once it has (below), since the tunnel's later policy checks read them.
+    const clientHeaders = req.headers;
     req.headers = upstreamHeaders;
     req.url = ex.canonical!.path + ex.canonical!.query;
 
@@ -116,6 +119,8 @@ export class WebSocketTunnels {
       if (tunnel.upstream === undefined) writeRefusal(socket, { status, reason: ex.reason!, requestId: ex.id }, req.headers.accept);
       report({ status });
     });
+    // Synchronous up to here: the upstream request already holds its own copy.
+    req.headers = clientHeaders;
   }
 
   private watchHandshake(proxyReq: ClientRequest, { route, tunnel, done }: Pending): void {

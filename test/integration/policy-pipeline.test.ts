@@ -1,9 +1,10 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import t from 'tap';
 import { WebSocket, WebSocketServer } from 'ws';
 import { rawRequest } from '../helpers/raw.js';
@@ -28,10 +29,22 @@ wss.on('connection', (ws) => ws.on('message', (data) => ws.send(data)));
 await new Promise<void>((resolve) => wsBackend.listen(0, '127.0.0.1', resolve));
 const wsPort = (wsBackend.address() as AddressInfo).port;
 
-// A posture key, so the posture header exists in config; the routes below take any device.
+// An MDM key: the posture header exists in config; most routes below take any device, and
+// one wants a trusted device, proven with an assertion signed by this key.
 const dir = mkdtempSync(join(tmpdir(), 'wardgate-policy-'));
 const postureKey = join(dir, 'mdm.pub');
-writeFileSync(postureKey, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }));
+const mdm = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+writeFileSync(postureKey, mdm.publicKey.export({ type: 'spki', format: 'pem' }));
+
+/** A posture assertion for a managed, compliant laptop, as the MDM signs one. */
+function posture(): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ managed: true, compliant: true, observed_at: now })
+    .setProtectedHeader({ alg: 'ES256', typ: 'device-posture+jwt' })
+    .setIssuer('https://mdm.test').setAudience('wardgate').setSubject('laptop-7')
+    .setIssuedAt(now).setExpirationTime(now + 600).setJti(randomUUID())
+    .sign(mdm.privateKey);
+}
 
 const wg = await startTestGateway(`
   - id: app
@@ -64,6 +77,14 @@ const wg = await startTestGateway(`
       devices: any
       allow:
         - acr: [phr]
+  - id: ws-device
+    host: ws-device.test
+    websockets: true
+    upstream: { url: "http://127.0.0.1:${wsPort}" }
+    policy:
+      devices: trusted
+      allow:
+        - authenticated: true
   - id: ws
     host: ws.test
     websockets: true
@@ -201,6 +222,32 @@ t.test('WebSocket upgrades are decided like any request', async (t) => {
     + `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: ${wg.auth.authorization}\r\n\r\n`);
   t.equal(refused.status, 403, 'an upgrade the policy does not allow is refused');
   t.match(refused.body, '"reason":"path-unauthorized"', 'with the reason');
+});
+
+t.test('a WebSocket opened from a trusted device stays open: rechecks see the device as the upgrade did', async (t) => {
+  const assertion = await posture();
+  const ws = new WebSocket(`ws://127.0.0.1:${wg.port}/live`, { headers: { host: 'ws-device.test', ...wg.auth, 'x-device-posture': assertion } });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  let closed = false;
+  ws.once('close', () => {
+    closed = true;
+  });
+  // Three rechecks (one a second) come and go.
+  await new Promise((resolve) => setTimeout(resolve, 3_200));
+  t.notOk(closed, 'still open after three rechecks');
+  if (!closed) {
+    ws.send('still here');
+    const [echoed] = await new Promise<[Buffer]>((resolve) => ws.once('message', (data: Buffer) => resolve([data])));
+    t.equal(echoed.toString(), 'still here', 'and it still carries frames');
+    ws.close();
+  }
+  const refused = await rawRequest(wg.port, 'GET /live HTTP/1.1\r\nHost: ws-device.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+    + `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: ${wg.auth.authorization}\r\n\r\n`);
+  t.equal(refused.status, 403, 'without the assertion the same upgrade is refused');
+  t.match(refused.body, '"reason":"device-untrusted"', 'for the device');
 });
 
 t.test('decisions are counted by route, outcome and reason', async (t) => {
