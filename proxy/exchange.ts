@@ -29,6 +29,8 @@ export interface Exchange {
   identity: Identity | undefined;
   /** The policy's decision, once made. */
   decision: Decision | undefined;
+  /** The client's address as policy saw it (through trusted proxies), once the context is built. */
+  client: string | undefined;
   /** The refusal reason or upstream failure, for the access log. */
   reason: string | undefined;
   upstreamError: UpstreamErrorKind | undefined;
@@ -70,6 +72,7 @@ export function beginExchange(req: IncomingMessage, trustedProxies: BlockList | 
     route: undefined,
     identity: undefined,
     decision: undefined,
+    client: undefined,
     reason: undefined,
     upstreamError: undefined,
     clientGone: false,

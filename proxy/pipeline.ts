@@ -136,6 +136,7 @@ export function createPipeline(deps: PipelineDeps) {
     const decision = decide(route, ctx, ex.id);
     ex.decision = decision;
     ex.identity = ctx.identity;
+    ex.client = ctx.network.ip;
     if (decision.outcome !== 'allow') ex.reason = decision.reasons[0];
     return decision;
   }
@@ -171,7 +172,8 @@ export function createPipeline(deps: PipelineDeps) {
       status,
       durationMs: Math.round(seconds * 1e6) / 1000,
       bytesOut,
-      client: ex.peer.address,
+      // Behind a load balancer the peer is the balancer: log the client policy judged.
+      client: ex.client ?? ex.peer.address,
       user: ex.identity?.sub,
       outcome: ex.decision?.outcome,
       rule: ex.decision?.rule,

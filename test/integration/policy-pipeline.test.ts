@@ -180,6 +180,8 @@ t.test('the browser page says in plain words what was missing, escaped', async (
 t.test('a deny rule that needs no identity refuses before any sign-in', async (t) => {
   const anonymous = await get('app.test', '/records', { 'x-forwarded-for': '192.0.2.44', accept: 'text/html', 'sec-fetch-mode': 'navigate' });
   t.equal(anonymous.status, 403, 'a browser on the blocked network is refused, not sent to the IdP');
+  const logged = wg.access().find((entry) => entry.reqId === anonymous.headers.get('x-request-id'));
+  t.equal(logged?.client, '192.0.2.44', 'the access log names the client the policy judged, not the trusted proxy in front');
   t.match(anonymous.body, 'This application cannot be reached from your network.', 'and told why');
   const elsewhere = await get('app.test', '/records', { 'x-forwarded-for': '198.51.100.7', accept: 'text/html', 'sec-fetch-mode': 'navigate' });
   t.equal(elsewhere.status, 302, 'from another network the same browser is sent to sign in');
