@@ -109,6 +109,16 @@ t.teardown(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A WebSocket through wardgate, once its upgrade has been answered 101. */
+async function openWebSocket(port: number, path: string, headers: Record<string, string>): Promise<WebSocket> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return ws;
+}
+
 interface Answer {
   status: number;
   headers: { get(name: string): string };
@@ -211,11 +221,7 @@ t.test('a bearer token too weak for the rule gets an RFC 9470 challenge, not a r
 });
 
 t.test('WebSocket upgrades are decided like any request', async (t) => {
-  const open = new WebSocket(`ws://127.0.0.1:${wg.port}/open`, { headers: { host: 'ws.test', ...wg.auth } });
-  await new Promise<void>((resolve, reject) => {
-    open.once('open', () => resolve());
-    open.once('error', reject);
-  });
+  const open = await openWebSocket(wg.port, '/open', { host: 'ws.test', ...wg.auth });
   open.send('ping');
   const [echoed] = await new Promise<[Buffer]>((resolve) => open.once('message', (data: Buffer) => resolve([data])));
   t.equal(echoed.toString(), 'ping', 'an allowed upgrade is tunnelled');
@@ -228,11 +234,7 @@ t.test('WebSocket upgrades are decided like any request', async (t) => {
 
 t.test('a WebSocket opened from a trusted device stays open: rechecks see the device as the upgrade did', async (t) => {
   const assertion = await posture();
-  const ws = new WebSocket(`ws://127.0.0.1:${wg.port}/live`, { headers: { host: 'ws-device.test', ...wg.auth, 'x-device-posture': assertion } });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
+  const ws = await openWebSocket(wg.port, '/live', { host: 'ws-device.test', ...wg.auth, 'x-device-posture': assertion });
   let closed = false;
   ws.once('close', () => {
     closed = true;
@@ -280,11 +282,7 @@ t.test('an open WebSocket is closed (1008) within a second or two of its window 
           - timeWindow: { hours: "${from}-${until}", timeZone: UTC }
 `, '', { now: () => Date.now() + offset });
   t.teardown(() => timed.close());
-  const ws = new WebSocket(`ws://127.0.0.1:${timed.port}/live`, { headers: { host: 'hours.test', ...timed.auth } });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
+  const ws = await openWebSocket(timed.port, '/live', { host: 'hours.test', ...timed.auth });
   t.pass('inside the window the upgrade is allowed');
   const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
   const movedAt = performance.now();
