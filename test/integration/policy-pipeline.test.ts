@@ -119,6 +119,19 @@ async function openWebSocket(port: number, path: string, headers: Record<string,
   return ws;
 }
 
+/** Sends `text` and waits for the upstream's echo. */
+async function echo(ws: WebSocket, text: string): Promise<string> {
+  ws.send(text);
+  const [data] = await new Promise<[Buffer]>((resolve) => ws.once('message', (message: Buffer) => resolve([message])));
+  return data.toString();
+}
+
+/** A raw WebSocket handshake with the shared token and no other credential, answered on the socket. */
+function upgradeWithToken(host: string, path: string): ReturnType<typeof rawRequest> {
+  return rawRequest(wg.port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
+    + `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: ${wg.auth.authorization}\r\n\r\n`);
+}
+
 interface Answer {
   status: number;
   headers: { get(name: string): string };
@@ -222,12 +235,9 @@ t.test('a bearer token too weak for the rule gets an RFC 9470 challenge, not a r
 
 t.test('WebSocket upgrades are decided like any request', async (t) => {
   const open = await openWebSocket(wg.port, '/open', { host: 'ws.test', ...wg.auth });
-  open.send('ping');
-  const [echoed] = await new Promise<[Buffer]>((resolve) => open.once('message', (data: Buffer) => resolve([data])));
-  t.equal(echoed.toString(), 'ping', 'an allowed upgrade is tunnelled');
+  t.equal(await echo(open, 'ping'), 'ping', 'an allowed upgrade is tunnelled');
   open.close();
-  const refused = await rawRequest(wg.port, 'GET /closed HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
-    + `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: ${wg.auth.authorization}\r\n\r\n`);
+  const refused = await upgradeWithToken('ws.test', '/closed');
   t.equal(refused.status, 403, 'an upgrade the policy does not allow is refused');
   t.match(refused.body, '"reason":"path-unauthorized"', 'with the reason');
 });
@@ -243,13 +253,10 @@ t.test('a WebSocket opened from a trusted device stays open: rechecks see the de
   await new Promise((resolve) => setTimeout(resolve, 3_200));
   t.notOk(closed, 'still open after three rechecks');
   if (!closed) {
-    ws.send('still here');
-    const [echoed] = await new Promise<[Buffer]>((resolve) => ws.once('message', (data: Buffer) => resolve([data])));
-    t.equal(echoed.toString(), 'still here', 'and it still carries frames');
+    t.equal(await echo(ws, 'still here'), 'still here', 'and it still carries frames');
     ws.close();
   }
-  const refused = await rawRequest(wg.port, 'GET /live HTTP/1.1\r\nHost: ws-device.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
-    + `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: ${wg.auth.authorization}\r\n\r\n`);
+  const refused = await upgradeWithToken('ws-device.test', '/live');
   t.equal(refused.status, 403, 'without the assertion the same upgrade is refused');
   t.match(refused.body, '"reason":"device-untrusted"', 'for the device');
 });
