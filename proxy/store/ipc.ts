@@ -451,6 +451,8 @@ function revive(reply: { code?: string; name: string; message: string }): Error 
   switch (reply.code) {
     case 'store-closed': return new StoreClosedError(reply.message);
     case 'store-wrong-type': return new StoreWrongTypeError(reply.message);
+    // The primary's file store could not write: the worker answers 503, as the primary would.
+    case 'store-unavailable': return new StoreUnavailableError(reply.message);
     case undefined: return reply.name === 'TypeError' ? new TypeError(reply.message) : new Error(reply.message);
     default: return new WardgateError(reply.code, reply.message);
   }

@@ -222,7 +222,8 @@ export class MemoryStore implements Store {
 }
 
 /** Runs one subscriber on its own copy of the message; a throw goes to `onError`, never up. */
-function toText(value: Json): string {
+/** Shared with the file store, which must refuse exactly what this store refuses. */
+export function toText(value: Json): string {
   // JSON.stringify gives undefined for undefined, functions and symbols: not JSON values.
   const text = JSON.stringify(value) as string | undefined;
   if (text === undefined) throw new TypeError('store values must be JSON values');
@@ -237,11 +238,11 @@ function checkChannel(channel: string): void {
   if (typeof channel !== 'string' || channel === '') throw new TypeError('store channels must be non-empty strings');
 }
 
-function checkMember(member: string): void {
+export function checkMember(member: string): void {
   if (typeof member !== 'string') throw new TypeError('set members must be strings');
 }
 
-function checkTtl(ttlMs: number): void {
+export function checkTtl(ttlMs: number): void {
   // lru-cache reads a TTL of 0 as "never expires"; an entry that outlives its purpose is
   // the one mistake a session store must not make, so anything but a positive finite
   // number is refused.
