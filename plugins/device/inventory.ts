@@ -278,6 +278,11 @@ export class Inventory {
     return this.#data.devices.length;
   }
 
+  /** Every device in the inventory in force, in file order. */
+  list(): readonly DeviceRecord[] {
+    return this.#data.devices;
+  }
+
   byId(id: string): DeviceRecord | undefined {
     return this.#data.byId.get(id);
   }

@@ -5,6 +5,7 @@ import type { Store } from '../../proxy/store/store.js';
 import { deviceCertificate, type DeviceCertificate } from './certificate.js';
 import type { DevicesConfig } from './config.js';
 import { Inventory, type DeviceRecord } from './inventory.js';
+import { compliantWith, type DeviceOverrides } from './overrides.js';
 import { PostureVerifier, type PostureClaims, type PostureOutcome } from './posture.js';
 
 /*
@@ -30,6 +31,10 @@ import { PostureVerifier, type PostureClaims, type PostureOutcome } from './post
  * - A certificate with no inventory configured (posture only) marks `certificate` but
  *   identifies nothing.
  *
+ * - An administrator's override (overrides.ts) then changes `compliant`: a quarantine makes
+ *   the device non-compliant whatever its source says; a clearance makes it compliant
+ *   until its source observes it again. Known, managed and fresh are still required.
+ *
  * trusted = no refusal above && known && managed && compliant && fresh. problem, first that
  * applies: the assertion's failure, certificate-unknown, device-mismatch, device-unknown,
  * device-unmanaged, device-noncompliant, posture-stale.
@@ -50,6 +55,8 @@ export interface DeviceProviderOptions {
   watchInventory?: boolean;
   /** Default 200 ms. */
   inventoryDebounceMs?: number;
+  /** Administrators' compliance overrides, loaded; whoever made them closes them. */
+  overrides?: DeviceOverrides;
 }
 
 export type DeviceProvider = ContextProvider<'device'> & {
@@ -67,7 +74,7 @@ interface CertificateFinding {
 }
 
 export function createDeviceProvider(options: DeviceProviderOptions): DeviceProvider {
-  const { config, store, logger } = options;
+  const { config, store, logger, overrides } = options;
   const now = options.now ?? Date.now;
   const inventory = config.inventory
     ? new Inventory({
@@ -147,6 +154,7 @@ export function createDeviceProvider(options: DeviceProviderOptions): DeviceProv
       }
     }
     refusal ??= finding?.refusal;
+    if (overrides && device.id !== undefined) device.compliant = compliantWith(device.compliant, device.observedAt, overrides.get(device.id));
     const problem: DeviceProblem | undefined = refusal
       ?? (!device.known ? 'device-unknown'
         : !device.managed ? 'device-unmanaged'

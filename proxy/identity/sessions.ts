@@ -5,6 +5,7 @@ import type { Metrics } from '../metrics.js';
 import type { Json, Store } from '../store/store.js';
 import type { Identity } from './identity.js';
 import { IdpUnavailableError, type IdpTokens, type RelyingParty } from './relying-party.js';
+import { endSessions, REVOCATIONS } from './session-admin.js';
 
 /*
  * Server-side sessions. The cookie carries only a sealed reference; the record lives in
@@ -17,6 +18,9 @@ import { IdpUnavailableError, type IdpTokens, type RelyingParty } from './relyin
  *   seen:<id>      last activity (TTL: idle timeout); gone means the session went idle
  *   ended:<id>     tombstone, so a late write cannot bring an ended session back
  *   sid:<idp sid>, sub:<subject>, browser:<binding>, sessions   index sets
+ *
+ * Ending sessions needs only the store (session-admin.ts), so that the admin API can do it
+ * where there is no SessionManager; this class adds its cache and the revocation metric.
  */
 
 export interface SessionRecord {
@@ -70,7 +74,6 @@ interface Cached {
   nextRefreshAt: number;
 }
 
-const REVOCATIONS = 'wardgate:revocations';
 // Tokens are refreshed this long before they expire, without holding up the request.
 const REFRESH_AHEAD_MS = 60_000;
 const REFRESH_RETRY_MS = 30_000;
@@ -197,30 +200,14 @@ export class SessionManager {
   }
 
   /** Ends sessions everywhere; resolves once every process sharing the store has dropped them. */
-  async end(ids: readonly string[], cause: RevocationCause): Promise<number> {
-    const { store, absoluteLifetimeMs } = this.options;
-    let ended = 0;
-    for (const id of ids) {
-      const record = (this.cache.get(id)?.record ?? await store.get<Json>(`session:${id}`)) as SessionRecord | undefined;
-      await store.set(`ended:${id}`, cause, absoluteLifetimeMs);
-      const existed = await store.delete(`session:${id}`);
-      await store.delete(`seen:${id}`);
-      if (record) {
-        await Promise.all([
-          store.removeMember('sessions', id),
-          store.removeMember(`sub:${record.sub}`, id),
-          store.removeMember(`browser:${record.binding}`, id),
-          record.idpSid ? store.removeMember(`sid:${record.idpSid}`, id) : undefined,
-        ]);
-      }
-      this.cache.delete(id);
-      if (existed) {
-        ended++;
-        this.options.metrics.revocations.inc({ cause });
-      }
-    }
-    if (ids.length > 0) await store.publish(REVOCATIONS, { ids: [...ids], cause });
-    return ended;
+  end(ids: readonly string[], cause: RevocationCause): Promise<number> {
+    return endSessions(this.options.store, ids, cause, {
+      cached: (id) => this.cache.get(id)?.record,
+      ended: (id, existed) => {
+        this.cache.delete(id);
+        if (existed) this.options.metrics.revocations.inc({ cause });
+      },
+    });
   }
 
   endByIdpSid(sid: string, cause: RevocationCause): Promise<number> {
