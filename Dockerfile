@@ -27,6 +27,14 @@ RUN npm ci --omit=dev --ignore-scripts \
 COPY --from=build /app/dist ./dist
 # The example configs and the files they name beside them (the demo MDM's public key).
 COPY config/*.yaml config/*.pub ./config/
+# The admin API's OpenAPI description, served at /api/v1/openapi.json: read from the
+# package root (proxy/admin/openapi.ts), where it is in the source tree too.
+COPY proxy/admin/openapi.json ./proxy/admin/
+
+# The file store (store.path in config/hospital.yaml): grants and break-glass records
+# must survive a restart, so they live on a volume, the one place the process may write.
+RUN mkdir -p /var/lib/wardgate && chown node:node /var/lib/wardgate && chmod 700 /var/lib/wardgate
+VOLUME /var/lib/wardgate
 
 # The image's unprivileged `node` user (uid 1000). Both ports are above 1024, so no
 # capability is needed to bind them.

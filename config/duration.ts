@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { expected } from './messages.js';
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
-/** Parses `250ms`, `30s`, `5m`, `12h` into milliseconds; undefined when malformed. */
+/** Parses `250ms`, `30s`, `5m`, `12h`, `90d` into milliseconds; undefined when malformed. */
 export function parseDuration(text: string): number | undefined {
   const match = PATTERN.exec(text.trim());
   if (!match) return undefined;

@@ -6,7 +6,11 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
 import { pathPrefixSchema } from './path-prefix.js';
-import { policySchema } from '../proxy/policy/rules.js';
+import { adminSchema } from '../proxy/admin/config.js';
+import { grantsSchema } from '../proxy/grants/config.js';
+import { storeSchema, type StoreConfig } from '../proxy/store/config.js';
+import { notificationsSchema } from '../proxy/notify/config.js';
+import { policySchema, usesCriterion } from '../proxy/policy/rules.js';
 import { devicesSchema } from '../plugins/device/config.js';
 import { networkSchema } from '../plugins/network/config.js';
 import { riskSchema } from '../plugins/risk/config.js';
@@ -270,7 +274,8 @@ export function buildConfigSchema(baseDir: string) {
     }).refine((listen) => listen.http !== undefined || listen.https !== undefined, {
       error: 'expected at least one of http or https',
     }),
-    admin: z.strictObject({ listen: address }),
+    /** The admin listener: metrics, health, and the admin API (proxy/admin/config.ts). */
+    admin: adminSchema({ address, certificate, privateKey }),
     workers: z.number().int().min(1).max(256).default(() => availableParallelism()),
     trustedProxies: z.array(cidr).default([]),
     log: z.strictObject({
@@ -278,11 +283,8 @@ export function buildConfigSchema(baseDir: string) {
       access: z.boolean().default(true),
     }).default({ level: 'info', access: true }),
     shutdown: z.strictObject({ drainTimeout: duration.default(30_000) }).default({ drainTimeout: 30_000 }),
-    store: z.strictObject({
-      /** memory: in the process, shared by its workers over IPC. */
-      type: z.literal('memory').default('memory'),
-      maxEntries: z.number().int().min(1_000).default(1_000_000),
-    }).default({ type: 'memory', maxEntries: 1_000_000 }),
+    /** Sessions, grants and revocations; `file` keeps grants and break-glass records across restarts. */
+    store: storeSchema(baseDir).prefault({}),
     identity,
     /** Which device is behind a request: client certificates, the inventory, MDM posture assertions. */
     devices: devicesSchema(baseDir).optional(),
@@ -290,9 +292,19 @@ export function buildConfigSchema(baseDir: string) {
     network: networkSchema(baseDir).optional(),
     /** Signals that raise a request's risk score, for `risk` policy rules. */
     risk: riskSchema.optional(),
+    /** Time-boxed, approved access (vendors): who asks, who approves, the bounds. */
+    grants: grantsSchema.optional(),
+    /** Where access changes and break-glass alerts are sent (Slack/Teams-style webhooks). */
+    notifications: notificationsSchema.optional(),
     routes: z.array(route).min(1, { error: 'expected at least one route' }),
   }).superRefine((config, ctx) => {
     const authHost = config.identity.authUrl.hostname;
+    const adminAudience = config.admin.api?.bearer?.audience;
+    const appAudiences = config.identity.bearer ? [config.identity.bearer.audience].flat() : [];
+    if (adminAudience !== undefined && appAudiences.includes(adminAudience)) {
+      // Then an app's token (a SMART app's) would be an admin token too, scope permitting.
+      ctx.addIssue({ code: 'custom', path: ['admin', 'api', 'bearer', 'audience'], message: `${adminAudience} is also identity.bearer.audience: give the admin API an audience of its own` });
+    }
     if (config.workers > 1) {
       // Each worker would make up its own keys: cookies sealed by one could not be opened
       // by another, and upstreams would see assertions signed by keys no JWKS publishes.
@@ -305,6 +317,9 @@ export function buildConfigSchema(baseDir: string) {
       }
       if (r.policy.devices === 'trusted' && !config.devices) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'policy', 'devices'], message: 'trusted devices need a devices: section (an inventory or posture assertions) to tell them apart' });
+      }
+      if (!config.grants && usesCriterion(r.policy, 'grant')) {
+        ctx.addIssue({ code: 'custom', path: ['routes', index, 'policy'], message: 'grant rules need a grants: section (who approves access requests)' });
       }
       if (r.auth.methods?.includes('bearer') && !config.identity.bearer) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'auth', 'methods'], message: 'bearer needs identity.bearer (the audience API tokens are issued for)' });
@@ -327,6 +342,12 @@ export function buildConfigSchema(baseDir: string) {
         prefixes.set(key, r.id);
       });
     });
+  }).transform(({ store, ...config }) => {
+    // Grants and break-glass records must outlive a restart: where they are configured, the
+    // file store is the default. Elsewhere nothing needs one, and memory writes no files.
+    const durable = config.grants !== undefined || config.routes.some((route) => route.policy.breakGlass !== undefined);
+    const settled: StoreConfig = { ...store, type: store.type ?? (durable ? 'file' : 'memory') };
+    return { ...config, store: settled };
   });
 }
 

@@ -1,13 +1,17 @@
 import cluster, { type Worker } from 'node:cluster';
-import { AggregatorRegistry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import type { WardgateConfig } from '../config/schema.js';
+import { Inventory } from '../plugins/device/inventory.js';
 import { startAdminServer } from './admin/server.js';
 import { StartupError } from './errors.js';
 import { startGateway, type Gateway } from './gateway.js';
+import { startGrantAuthority } from './grants/authority.js';
+import { createAccessServices } from './grants/services.js';
+import { createWebhookNotifier } from './notify/webhook.js';
 import { onReloadSignal } from './reload-signal.js';
 import { closeNow } from './listen.js';
 import { IpcPeerSet, IpcStore, serveStore } from './store/ipc.js';
-import { MemoryStore } from './store/memory.js';
+import { openStore } from './store/open.js';
 import { stopSignal } from './stop-signal.js';
 import type { Logger } from './logger.js';
 
@@ -17,10 +21,20 @@ import type { Logger } from './logger.js';
  * The primary also holds the memory store that the workers share over IPC, so a session
  * made in one worker is known to all, and a revocation reaches all before it returns.
  * Workers that die are replaced; SIGTERM drains every worker before the primary exits.
+ *
+ * As the store's owner the primary is also the grant authority (its subscribers see every
+ * worker's changes: counted, logged and sent to webhooks once) and serves the admin API,
+ * which needs nothing but the store. Its own metrics (grants, webhooks) follow the
+ * workers' aggregated ones on each scrape; no worker registers those names.
  */
 
 type WorkerMessage = { type: 'ready' } | { type: 'failed'; message: string };
 type PrimaryMessage = { type: 'shutdown' };
+
+/** Exposition texts as one scrape: each must end its last line before the next begins. */
+function concatExpositions(...texts: string[]): string {
+  return texts.map((text) => (text === '' || text.endsWith('\n') ? text : `${text}\n`)).join('');
+}
 
 /** Runs in the primary. Resolves when the cluster has stopped. */
 export async function runPrimary(configFile: string, config: WardgateConfig, logger: Logger, workerArgs: string[]): Promise<void> {
@@ -30,8 +44,7 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
   cluster.setupPrimary({ args: [...workerArgs, configFile], silent: false });
 
   const aggregator = new AggregatorRegistry();
-  const store = new MemoryStore({
-    max: config.store.maxEntries,
+  const store = await openStore(config.store, logger, {
     onHandlerError: (err, channel) => logger.error({ channel, err }, 'store subscriber failed'),
   });
   const peers = new IpcPeerSet();
@@ -76,10 +89,33 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
     });
   };
 
-  const admin = await startAdminServer(config.admin.listen, {
-    metrics: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
+  const registry = new Registry();
+  const access = createAccessServices(config, store);
+  const authority = startGrantAuthority({
+    store,
+    ...access,
+    registry,
+    notifier: config.notifications ? createWebhookNotifier({ webhooks: config.notifications.webhooks, logger, registry }) : undefined,
+    logger,
+  });
+  // The workers' device providers hold inventories of their own; the API lists from this one.
+  const inventory = config.devices?.inventory
+    ? new Inventory({ file: config.devices.inventory.file, initial: config.devices.inventory.initial, logger: logger.child({ component: 'device-inventory' }) })
+    : undefined;
+  const releaseOwn = async (): Promise<void> => {
+    inventory?.close();
+    await authority.close();
+    storeServer.close();
+    await store.close();
+  };
+
+  const admin = await startAdminServer(config, {
+    metrics: async () => ({ contentType: aggregator.contentType, body: concatExpositions(await aggregator.clusterMetrics(), await registry.metrics()) }),
     healthy: () => true,
     ready: () => !draining && ready.size === config.workers,
+  }, { store, access, inventory: () => inventory, logger }).catch(async (err: unknown) => {
+    await releaseOwn();
+    throw err;
   });
 
   const stopWorkers = async (): Promise<void> => {
@@ -96,8 +132,7 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
     const killer = setTimeout(() => workers.forEach((w) => w.process.kill('SIGKILL')), config.shutdown.drainTimeout + 5_000);
     await exited;
     clearTimeout(killer);
-    storeServer.close();
-    await store.close();
+    await releaseOwn();
     await closeNow(admin);
   };
 
@@ -110,8 +145,9 @@ export async function runPrimary(configFile: string, config: WardgateConfig, log
   }
   logger.info({ workers: config.workers, admin: `${config.admin.listen.host}:${config.admin.listen.port}` }, 'wardgate started');
 
-  // Workers hold the providers: each rereads its own files.
+  // Workers hold the providers: each rereads its own files, as the primary does its inventory.
   const stopReloads = onReloadSignal(logger, () => {
+    void inventory?.reload();
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
   });
   await stopSignal(logger);

@@ -12,12 +12,17 @@ import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createPipeline, markIdleTimeout, type PipelineState } from './pipeline.js';
 import { createDecider } from './policy/decide.js';
+import { DeviceOverrides } from '../plugins/device/overrides.js';
 import { createDeviceProvider } from '../plugins/device/provider.js';
 import { createNetworkProvider } from '../plugins/network/provider.js';
 import { configuredSignals, createRiskProvider } from '../plugins/risk/provider.js';
+import { GrantBook } from './grants/book.js';
+import { startGrantAuthority, type GrantAuthority } from './grants/authority.js';
+import { createAccessServices, type AccessServices } from './grants/services.js';
+import { createWebhookNotifier } from './notify/webhook.js';
 import { createRouter } from './router.js';
 import { compileRoute } from './routes.js';
-import { MemoryStore } from './store/memory.js';
+import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 
 /*
@@ -45,6 +50,10 @@ export interface Gateway {
   readonly store: Store;
   /** Rereads the device inventory and the GeoIP database now (SIGHUP). */
   reload(): void;
+  /** Grants and break-glass, as the pages and the admin API change them. */
+  readonly access: AccessServices;
+  /** The grant authority, in the process that serves the admin listener. */
+  readonly authority: GrantAuthority | undefined;
   /** Closes a route's open WebSockets with `code`; returns how many were open. */
   closeWebSockets(routeId: string, code: number, reason: string): number;
   /** Stops accepting, drains in-flight requests up to the configured deadline, closes. */
@@ -84,8 +93,7 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
     sessionsActive: async () => identity?.sessions.countActive() ?? 0,
   });
   tunnels = new WebSocketTunnels(metrics);
-  const store = sharedStore ?? new MemoryStore({
-    max: config.store.maxEntries,
+  const store = sharedStore ?? await openStore(config.store, logger, {
     onHandlerError: (err, channel) => logger.error({ channel, err }, 'store subscriber failed'),
   });
   const upstreams = new UpstreamSet();
@@ -96,16 +104,22 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
   const router = createRouter(config.routes.map((route) => compileRoute(route, upstreams, metrics, routeOptions)));
   const trustedProxies = trustedProxyList(config.trustedProxies);
   const network = createNetworkProvider(config.network, trustedProxies, logger);
-  const devices = config.devices ? createDeviceProvider({ config: config.devices, store, logger, ...(now ? { now } : {}) }) : undefined;
+  // Admins' compliance overrides (admin API), applied on top of what the MDM reports.
+  const overrides = config.devices ? new DeviceOverrides({ store, logger }) : undefined;
+  const devices = config.devices ? createDeviceProvider({ config: config.devices, store, logger, overrides, ...(now ? { now } : {}) }) : undefined;
   const openTunnels = tunnels;
   // Open WebSockets are decided again every second: none outlives its window or its device's trust.
   const rechecks = setInterval(() => openTunnels.recheck(), 1_000);
   rechecks.unref();
+  const access = createAccessServices(config, store, now);
+  // A revoked grant or ended break-glass closes its WebSockets at once, not at the next tick.
+  const book = new GrantBook({ store, logger, ...(now ? { now } : {}), onChange: () => openTunnels.recheck() });
   identity = createIdentity(config, {
     store,
     router,
     metrics,
     logger,
+    access,
     // A revoked session loses its open WebSockets too, in every process (1008: policy violation).
     onSessionsEnded: (ids) => openTunnels.closeSessions(ids, 1008, 'session ended'),
     ...(now ? { now } : {}),
@@ -117,6 +131,7 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
       network,
       device: devices,
       risk: createRiskProvider(configuredSignals(config.risk)),
+      grants: book,
       now: now ?? Date.now,
     },
     decide: createDecider(metrics, logger),
@@ -151,7 +166,9 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
   };
 
   let adminServer: Server | undefined;
+  let authority: GrantAuthority | undefined;
   try {
+    await Promise.all([book.load(), overrides?.load()]);
     if (config.listen.http) {
       const server = wire(createHttpServer(SERVER_OPTIONS));
       await listen(server, config.listen.http, 'http');
@@ -171,20 +188,31 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
       ports.https = portOf(server);
     }
     if (admin) {
-      adminServer = await startAdminServer(config.admin.listen, {
+      authority = startGrantAuthority({
+        store,
+        ...access,
+        registry: metrics.registry,
+        notifier: config.notifications ? createWebhookNotifier({ webhooks: config.notifications.webhooks, logger, registry: metrics.registry }) : undefined,
+        logger,
+        ...(now ? { now } : {}),
+      });
+      adminServer = await startAdminServer(config, {
         metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
         healthy: () => true,
         ready: () => !state.draining,
-      });
+      }, { store, access, inventory: () => devices?.inventory, logger, ...(now ? { now } : {}) });
       ports.admin = portOf(adminServer);
     }
   } catch (err) {
     // A listener that could not start: release what did start, so nothing is left bound.
     await Promise.all(servers.map(closeNow));
     clearInterval(rechecks);
+    book.close();
+    await authority?.close();
     await upstreams.close(true);
     await network.close();
     await devices?.close();
+    overrides?.close();
     identity.close();
     if (!sharedStore) await store.close();
     throw err;
@@ -204,7 +232,9 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
     }
     const abandoned = state.inFlight;
     for (const server of servers) server.closeAllConnections();
-    await Promise.all([closed, upstreams.close(abandoned > 0), network.close(), devices?.close()]);
+    await Promise.all([closed, upstreams.close(abandoned > 0), network.close(), devices?.close(), authority?.close()]);
+    book.close();
+    overrides?.close();
     identity.close();
     if (!sharedStore) await store.close();
     if (adminServer) await closeNow(adminServer);
@@ -215,6 +245,8 @@ export async function startGateway({ config, logger, admin, store: sharedStore, 
     metrics,
     identity,
     store,
+    access,
+    authority,
     ports,
     ready: () => !state.draining,
     reload() {

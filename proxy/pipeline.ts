@@ -14,11 +14,13 @@ import { isReservedPath } from './identity/endpoints.js';
 import type { IdentityService } from './identity/service.js';
 import { UNROUTED, type Metrics } from './metrics.js';
 import { normalizeRequest } from './normalize.js';
+import { accessLinks } from './pages/access-links.js';
 import { denial } from './pages/decision.js';
 import { sendRefusal, writeRefusal } from './pages/refusal.js';
 import { buildContext, type ContextProviders } from './policy/build-context.js';
-import type { RequestContext } from './policy/context.js';
+import type { BreakGlassFacts, RequestContext } from './policy/context.js';
 import type { Decider } from './policy/decide.js';
+import { BREAK_GLASS_RULE } from './policy/compile.js';
 import type { Decision } from './policy/decision.js';
 import type { Router } from './router.js';
 import type { CompiledRoute } from './routes.js';
@@ -64,18 +66,24 @@ export function markIdleTimeout(socket: Socket): void {
   (socket as Socket & { [IDLE_TIMED_OUT]?: boolean })[IDLE_TIMED_OUT] = true;
 }
 
+/** Marks responses (and upstream requests) allowed only by break-glass: `<id>; until=<time>`. */
+const BREAK_GLASS_HEADER = 'x-wardgate-break-glass';
+const breakGlassValue = (facts: BreakGlassFacts): string => `${facts.id}; until=${new Date(facts.endsAt).toISOString()}`;
+
 function idleTimedOut(socket: Socket): boolean {
   return (socket as Socket & { [IDLE_TIMED_OUT]?: boolean })[IDLE_TIMED_OUT] === true;
 }
 
 export function createPipeline(deps: PipelineDeps) {
   const { router, identity, providers, decide, logger, tunnels, metrics, accessLog, trustedProxies, state } = deps;
-  const { authenticator, endpoints, signer, authHost } = identity;
+  const { authenticator, endpoints, signer, authHost, authUrl } = identity;
   const unroutedDuration = metrics.requestDuration.labels(UNROUTED);
 
-  function upstreamHeaders(ex: Exchange, route: CompiledRoute): string[] {
+  function upstreamHeaders(ex: Exchange, route: CompiledRoute, breakGlass: BreakGlassFacts | undefined): string[] {
     const who = ex.identity!;
     const added = ['x-wardgate-assertion', signer.assertionFor(who, route.id)];
+    // The application's own audit trail should show emergency access too.
+    if (breakGlass) added.push(BREAK_GLASS_HEADER, breakGlassValue(breakGlass));
     if (route.auth.claimHeaders.length > 0) appendClaimHeaders(added, who, route.auth.claimHeaders);
     return upstreamRequestHeaders(ex.req.rawHeaders, ex.req.headers, {
       peerAddress: ex.peer.address,
@@ -239,9 +247,14 @@ export function createPipeline(deps: PipelineDeps) {
         if ('kind' in result) return authenticator.refuse(ex, res, route, result);
         const { auth, ctx } = result;
         const decision = decideFor(ex, route, ctx);
-        if (decision.outcome === 'deny') return sendRefusal(res, denial(decision, route.policy, ex.id), req.headers.accept);
+        if (decision.outcome === 'deny') {
+          const links = accessLinks(route, ctx.identity, `${ex.canonical!.path}${ex.canonical!.query}`, authUrl);
+          return sendRefusal(res, denial(decision, route.policy, ex.id, links), req.headers.accept);
+        }
         if (decision.outcome !== 'allow') return authenticator.challenge(ex, res, route, decision, auth);
-        attempt = forwardHttp(ex, res, route, upstreamHeaders(ex, route), metrics);
+        const breakGlass = decision.rule === BREAK_GLASS_RULE ? ctx.breakGlass : undefined;
+        if (breakGlass) res.setHeader(BREAK_GLASS_HEADER, breakGlassValue(breakGlass));
+        attempt = forwardHttp(ex, res, route, upstreamHeaders(ex, route, breakGlass), metrics);
       })
       .catch((err: unknown) => failed(ex, err, refuse));
   }
@@ -277,7 +290,8 @@ export function createPipeline(deps: PipelineDeps) {
           return finish(refusal.status);
         }
         if (decision.outcome !== 'allow') return finish(authenticator.challengeUpgrade(ex, socket, route, decision, auth));
-        tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route), () => stillAllowed(ex, route, auth), (outcome: UpgradeOutcome) => finish(outcome.status));
+        const breakGlass = decision.rule === BREAK_GLASS_RULE ? ctx.breakGlass : undefined;
+        tunnels.forward(ex, socket, head, route, upstreamHeaders(ex, route, breakGlass), () => stillAllowed(ex, route, auth), (outcome: UpgradeOutcome) => finish(outcome.status));
       })
       .catch((err: unknown) => failed(ex, err, refuse));
   }

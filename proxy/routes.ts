@@ -1,7 +1,9 @@
 import type { RouteConfig, RouteTimeouts } from '../config/schema.js';
 import type { Metrics } from './metrics.js';
 import type { Upstream, UpstreamSet } from './forward/upstream.js';
+import type { BreakGlassConfig } from './grants/config.js';
 import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
+import { usesCriterion } from './policy/rules.js';
 
 /*
  * A route as the hot path uses it: config resolved once into the upstream pool and the
@@ -29,6 +31,10 @@ export interface RoutePolicy extends CompiledPolicy {
   readonly devices: 'trusted' | 'any' | 'quarantine';
   readonly remediation: string | undefined;
   readonly hideDetails: boolean;
+  /** Who may break the glass here, and for how long; undefined when nobody may. */
+  readonly breakGlass: BreakGlassConfig | undefined;
+  /** A rule tests `grant`: an access grant can open this route (its deny page says where to ask). */
+  readonly grantable: boolean;
 }
 
 export type ClaimName = RouteConfig['auth']['claimHeaders'][string];
@@ -92,6 +98,8 @@ export function compileRoute(config: RouteConfig, upstreams: UpstreamSet, metric
       devices,
       remediation: config.policy.remediation,
       hideDetails: config.policy.hideDetails,
+      breakGlass: config.policy.breakGlass,
+      grantable: usesCriterion(config.policy, 'grant'),
     },
     duration: metrics.requestDuration.labels(config.id),
     upstreamDuration: metrics.upstreamDuration.labels(config.id),

@@ -5,13 +5,15 @@ import type { DemoIdp } from './idp.js';
 /*
  * The demo's identity provider, registered with exactly what config/demo.yaml tells
  * wardgate: its client, the one redirect URI on the auth host, the post-logout and
- * back-channel logout URIs, and two API clients (client_credentials) for bearer tokens:
- * a SMART app, and the cardiology app that the FHIR route keeps away from psychiatric
- * records. Their secrets are demo values, like the demo's own client secret.
+ * back-channel logout URIs, and three API clients (client_credentials) for bearer tokens:
+ * a SMART app, the cardiology app that the FHIR route keeps away from psychiatric records,
+ * and admin-cli, the only one that gets tokens for the admin API. Their secrets are demo values, like the demo's own client secret.
  */
 
 export const DEMO_API_CLIENT = { id: 'smart-demo', secret: 'smart-demo-secret-not-for-production' };
 export const DEMO_CARDIOLOGY_CLIENT = { id: 'cardiology-app', secret: 'cardiology-app-secret-not-for-production' };
+/** The admin API's caller in the demo: the only client the IdP issues admin tokens to. */
+export const DEMO_ADMIN_CLIENT = { id: 'admin-cli', secret: 'admin-cli-secret-not-for-production' };
 
 /**
  * The SMART scopes the demo's FHIR audience grants: what the README's and the tests'
@@ -27,6 +29,7 @@ export async function startDemoIdentity(config: WardgateConfig, log: (msg: strin
   const { startDemoIdp } = await import('./idp.js');
   const { issuer, clientId, clientSecret, authUrl, bearer } = config.identity;
   const audiences = bearer ? (Array.isArray(bearer.audience) ? bearer.audience : [bearer.audience]) : [];
+  const admin = config.admin.api?.bearer;
   return startDemoIdp({
     port: Number(issuer.port || 80),
     clients: [
@@ -38,7 +41,7 @@ export async function startDemoIdentity(config: WardgateConfig, log: (msg: strin
         backchannel_logout_uri: new URL('/.wardgate/backchannel-logout', authUrl).href,
         grant_types: ['authorization_code', 'refresh_token'],
       },
-      ...[DEMO_API_CLIENT, DEMO_CARDIOLOGY_CLIENT].map((client) => ({
+      ...[DEMO_API_CLIENT, DEMO_CARDIOLOGY_CLIENT, DEMO_ADMIN_CLIENT].map((client) => ({
         client_id: client.id,
         client_secret: client.secret,
         grant_types: ['client_credentials'],
@@ -46,7 +49,10 @@ export async function startDemoIdentity(config: WardgateConfig, log: (msg: strin
         response_types: [],
       })),
     ],
-    resources: Object.fromEntries(audiences.map((audience) => [audience, { scope: DEMO_FHIR_SCOPES.join(' ') }])),
+    resources: {
+      ...Object.fromEntries(audiences.map((audience) => [audience, { scope: DEMO_FHIR_SCOPES.join(' ') }])),
+      ...(admin ? { [admin.audience]: { scope: admin.scope, clients: [DEMO_ADMIN_CLIENT.id] } } : {}),
+    },
     logger: log,
   }).catch((err: unknown) => {
     // oidc-provider is a development dependency, kept out of the production image.

@@ -34,7 +34,7 @@ export interface DemoUser {
   methods: readonly DemoMethod[];
 }
 
-export type DemoUserId = 'dr.alice' | 'nurse.bob' | 'rad.carol' | 'vendor.dave' | 'admin.erin';
+export type DemoUserId = 'dr.alice' | 'nurse.bob' | 'rad.carol' | 'vendor.dave' | 'admin.erin' | 'sec.frank';
 
 export const DEMO_USERS: Readonly<Record<DemoUserId, DemoUser>> = Object.freeze({
   'dr.alice': { id: 'dr.alice', name: 'Dr Alice Hart', email: 'alice@hospital.example', groups: ['clinicians'], methods: ['hwk', 'pwd'] },
@@ -42,6 +42,8 @@ export const DEMO_USERS: Readonly<Record<DemoUserId, DemoUser>> = Object.freeze(
   'rad.carol': { id: 'rad.carol', name: 'Dr Carol Lindqvist', email: 'carol@hospital.example', groups: ['radiology', 'clinicians'], methods: ['hwk', 'pwd'] },
   'vendor.dave': { id: 'vendor.dave', name: 'Dave Brenner', email: 'dave@devicevendor.example', groups: ['vendor-support'], methods: ['pwd'] },
   'admin.erin': { id: 'admin.erin', name: 'Erin Walsh', email: 'erin@hospital.example', groups: ['security-admins'], methods: ['hwk', 'pwd'] },
+  // A second approver, for grants that need two of them.
+  'sec.frank': { id: 'sec.frank', name: 'Frank Osei', email: 'frank@hospital.example', groups: ['security-admins'], methods: ['hwk', 'pwd'] },
 });
 
 /** What the IdP asserts for each way of signing in (RFC 8176 amr values). */
@@ -90,8 +92,12 @@ export interface DemoIdpOptions {
   /** 0 picks a free port. */
   port: number;
   clients: DemoIdpClient[];
-  /** Resource indicators (http:// or https:// URLs) that get JWT access tokens, with the scopes each accepts. */
-  resources?: Record<string, { scope: string }>;
+  /**
+   * Resource indicators (http:// or https:// URLs) that get JWT access tokens, with the
+   * scopes each accepts and, when listed, the only clients that may ask for it (the admin
+   * API's audience is not for every app).
+   */
+  resources?: Record<string, { scope: string; clients?: readonly string[] }>;
   ttl?: DemoIdpTtl;
   logger?: (msg: string, fields?: object) => void;
 }
@@ -777,6 +783,8 @@ export async function startDemoIdp(options: DemoIdpOptions): Promise<DemoIdp> {
   function getResourceServerInfo(ctx: ProviderContext, indicator: string): object {
     const resource = Object.hasOwn(resources, indicator) ? resources[indicator] : undefined;
     if (!resource || !/^https?:\/\//.test(indicator)) throw new oidc.errors.InvalidTarget();
+    const clientId = ctx.oidc?.client?.clientId;
+    if (resource.clients && (clientId === undefined || !resource.clients.includes(clientId))) throw new oidc.errors.InvalidTarget();
     const clientCredentials = ctx.oidc?.params?.['grant_type'] === 'client_credentials';
     return {
       scope: resource.scope,

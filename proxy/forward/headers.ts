@@ -112,7 +112,8 @@ export function downstreamResponseHeaders(
   const named = connectionTokens(headers.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-request-id') continue;
+    // x-wardgate-* are wardgate's to say (break-glass): an upstream cannot forge or hide them.
+    if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-request-id' || name.startsWith('x-wardgate-')) continue;
     if (name === 'set-cookie') {
       const kept = upstreamCookies(headers[name]);
       if (kept) out[name] = kept;

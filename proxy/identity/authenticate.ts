@@ -5,6 +5,7 @@ import { sendRefusal, writeRefusal } from '../pages/refusal.js';
 import type { SessionFacts } from '../policy/context.js';
 import type { Decision } from '../policy/decision.js';
 import type { CompiledRoute } from '../routes.js';
+import { bearerToken, quoted } from './http.js';
 import type { Identity } from './identity.js';
 import type { IdentityContext } from './service.js';
 import type { SignInFlow } from './sign-in.js';
@@ -43,13 +44,6 @@ function isNavigation(req: IncomingMessage): boolean {
   return (req.headers.accept ?? '').includes('text/html');
 }
 
-function bearerToken(header: string | undefined): string | undefined {
-  if (header === undefined || header.length < 8) return undefined;
-  // RFC 7235: the scheme is case-insensitive.
-  return header.charCodeAt(6) === 0x20 && header.slice(0, 6).toLowerCase() === 'bearer' ? header.slice(7).trim() : undefined;
-}
-
-const quoted = (value: string): string => `"${value.replace(/["\\]/g, '')}"`;
 
 type BearerError = 'invalid_token' | 'insufficient_user_authentication';
 

@@ -1,4 +1,7 @@
 import type { Exchange, Response } from '../exchange.js';
+import { ACCESS_PATH, type AccessPage } from '../pages/access.js';
+import { APPROVALS_PATH, type ApprovalsPage } from '../pages/approvals.js';
+import { BREAK_GLASS_PATH, type BreakGlassPage } from '../pages/break-glass.js';
 import { sendRefusal } from '../pages/refusal.js';
 import { StoreUnavailableError } from '../store/store.js';
 import type { AssertionSigner } from './assertion.js';
@@ -30,10 +33,18 @@ interface Endpoint {
   POST?: Handler;
 }
 
+/** The access pages: requests and approvals exist only when grants are configured. */
+export interface AccessPages {
+  access: AccessPage | undefined;
+  approvals: ApprovalsPage | undefined;
+  breakGlass: BreakGlassPage;
+}
+
 export class ReservedEndpoints {
   private readonly table: Map<string, Endpoint>;
 
-  constructor(private readonly ctx: IdentityContext, signIn: SignInFlow, logout: LogoutFlow, signer: AssertionSigner) {
+  constructor(private readonly ctx: IdentityContext, signIn: SignInFlow, logout: LogoutFlow, signer: AssertionSigner, pages: AccessPages) {
+    const { access, approvals, breakGlass } = pages;
     this.table = new Map<string, Endpoint>([
       [JWKS_PATH, {
         on: 'any',
@@ -46,7 +57,11 @@ export class ReservedEndpoints {
       [SIGNED_OUT_PATH, { on: 'auth', GET: (ex, res) => logout.signedOut(ex, res) }],
       [BACKCHANNEL_PATH, { on: 'auth', POST: (ex, res) => logout.backchannel(ex, res) }],
       [ME_PATH, { on: 'any', GET: (ex, res) => this.me(ex, res) }],
+      [BREAK_GLASS_PATH, { on: 'app', GET: (ex, res, refuse) => breakGlass.show(ex, res, refuse), POST: (ex, res, refuse) => breakGlass.submit(ex, res, refuse) }],
     ]);
+    // Without a grants section nobody asks for or approves access: both pages are 404s.
+    if (access) this.table.set(ACCESS_PATH, { on: 'auth', GET: (ex, res, refuse) => access.show(ex, res, refuse), POST: (ex, res, refuse) => access.submit(ex, res, refuse) });
+    if (approvals) this.table.set(APPROVALS_PATH, { on: 'auth', GET: (ex, res, refuse) => approvals.show(ex, res, refuse), POST: (ex, res, refuse) => approvals.submit(ex, res, refuse) });
   }
 
   /** Answers a reserved path on the auth host (`onAuthHost`) or a routed host. */

@@ -15,14 +15,17 @@ const NO_STORE = {
   'x-content-type-options': 'nosniff',
 };
 
-export function redirect(res: Response, location: string, cookies: readonly string[] = []): void {
-  res.writeHead(302, { ...NO_STORE, location, 'content-length': 0, ...(cookies.length ? { 'set-cookie': [...cookies] } : {}) });
+/** 302 by default; 303 after a form POST, so the browser fetches the page again with GET. */
+export function redirect(res: Response, location: string, cookies: readonly string[] = [], status: 302 | 303 = 302): void {
+  res.writeHead(status, { ...NO_STORE, location, 'content-length': 0, ...(cookies.length ? { 'set-cookie': [...cookies] } : {}) });
   res.end();
 }
 
-export function sendPage(res: Response, status: number, body: string, cookies: readonly string[] = []): void {
+/** An HTML page; `headers` replace the defaults (a page whose forms need Origin sent loosens Referrer-Policy). */
+export function sendPage(res: Response, status: number, body: string, cookies: readonly string[] = [], headers: Record<string, string> = {}): void {
   res.writeHead(status, {
     ...NO_STORE,
+    ...headers,
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'",
@@ -63,3 +66,13 @@ export function readForm(req: IncomingMessage, limit = 16_384): Promise<URLSearc
 export function digest(value: string): string {
   return createHash('sha256').update(value).digest('base64url');
 }
+
+/** The token of an `Authorization: Bearer` header; undefined for another scheme or none. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined || header.length < 8) return undefined;
+  // RFC 7235: the scheme is case-insensitive.
+  return header.charCodeAt(6) === 0x20 && header.slice(0, 6).toLowerCase() === 'bearer' ? header.slice(7).trim() : undefined;
+}
+
+/** A quoted-string for a WWW-Authenticate parameter (quotes and backslashes dropped). */
+export const quoted = (value: string): string => `"${value.replace(/["\\]/g, '')}"`;

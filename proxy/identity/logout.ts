@@ -1,5 +1,5 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Exchange, Response } from '../exchange.js';
+import type { CsrfTokens } from '../pages/csrf.js';
 import { signedOutPage, signOutPage } from '../pages/sign-out.js';
 import type { Json } from '../store/store.js';
 import { sendJson, readForm, redirect, sendPage, BodyTooLargeError } from './http.js';
@@ -22,17 +22,16 @@ export const LOGOUT_PATH = '/.wardgate/logout';
 export const SIGNED_OUT_PATH = '/.wardgate/signed-out';
 export const BACKCHANNEL_PATH = '/.wardgate/backchannel-logout';
 
-export class LogoutFlow {
-  private readonly csrfKey: Buffer;
+// Before sign-in there may be no session: the sign-out form's token is bound to the browser.
+const PURPOSE = 'logout';
 
-  constructor(private readonly ctx: IdentityContext, csrfKey: Buffer) {
-    this.csrfKey = csrfKey;
-  }
+export class LogoutFlow {
+  constructor(private readonly ctx: IdentityContext, private readonly csrf: CsrfTokens) {}
 
   /** GET /.wardgate/logout: a form, because a link or an image tag must not sign anyone out. */
   page(ex: Exchange, res: Response): void {
     const browser = this.ctx.cookies.browser(ex.req.headers, this.ctx.now());
-    sendPage(res, 200, signOutPage(this.csrfToken(ex.canonical!.host, browser.id)), browser.setCookie ? [browser.setCookie] : []);
+    sendPage(res, 200, signOutPage(this.csrf.token(PURPOSE, ex.canonical!.host, browser.id)), browser.setCookie ? [browser.setCookie] : []);
   }
 
   /** POST /.wardgate/logout. */
@@ -46,7 +45,7 @@ export class LogoutFlow {
     }
     const browser = ctx.cookies.existingBrowser(ex.req.headers);
     const site = ex.req.headers['sec-fetch-site'];
-    if (!browser || !this.csrfValid(ex.canonical!.host, browser, form.get('csrf')) || (site !== undefined && site !== 'same-origin' && site !== 'none')) {
+    if (!browser || !this.csrf.valid(PURPOSE, ex.canonical!.host, browser, form.get('csrf')) || (site !== undefined && site !== 'same-origin' && site !== 'none')) {
       return refuse(403, 'csrf-failed');
     }
     const cookie = ctx.cookies.session(ex.req.headers);
@@ -115,16 +114,5 @@ export class LogoutFlow {
       : await ctx.sessions.endBySubject(result.sub!, 'backchannel');
     ctx.logger.info({ reqId: ex.id, sub: result.sub, sid: result.sid, ended }, 'back-channel logout');
     sendJson(res, 200, { ended });
-  }
-
-  private csrfToken(host: string, browser: string): string {
-    return createHmac('sha256', this.csrfKey).update(`logout\n${host}\n${browser}`).digest('base64url');
-  }
-
-  private csrfValid(host: string, browser: string, offered: string | null): boolean {
-    if (!offered) return false;
-    const expected = Buffer.from(this.csrfToken(host, browser));
-    const given = Buffer.from(offered);
-    return given.length === expected.length && timingSafeEqual(given, expected);
   }
 }

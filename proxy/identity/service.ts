@@ -1,6 +1,11 @@
 import { generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
 import type { WardgateConfig } from '../../config/schema.js';
+import type { AccessServices } from '../grants/services.js';
 import type { Logger } from '../logger.js';
+import { ACCESS_PATH, AccessPage } from '../pages/access.js';
+import { APPROVALS_PATH, ApprovalsPage } from '../pages/approvals.js';
+import { BreakGlassPage } from '../pages/break-glass.js';
+import { CsrfTokens } from '../pages/csrf.js';
 import type { Metrics } from '../metrics.js';
 import type { Router } from '../router.js';
 import type { CompiledRoute } from '../routes.js';
@@ -41,6 +46,8 @@ export interface IdentityDeps {
   router: Router<CompiledRoute>;
   metrics: Metrics;
   logger: Logger;
+  /** Grants and break-glass, for the access pages. */
+  access: AccessServices;
   /** Runs in every process when sessions end anywhere (close their WebSockets). */
   onSessionsEnded(ids: readonly string[]): void;
   now?: () => number;
@@ -52,6 +59,7 @@ export interface IdentityService {
   readonly signer: AssertionSigner;
   readonly sessions: SessionManager;
   readonly authHost: string;
+  readonly authUrl: URL;
   close(): void;
 }
 
@@ -128,17 +136,26 @@ export function createIdentity(config: WardgateConfig, deps: IdentityDeps): Iden
     verifyBearer,
     now,
   };
-  const signIn = new SignInFlow(ctx);
+  const { grants, breakGlass } = deps.access;
+  // Without grants the access and approvals pages do not exist: nothing to sign in for.
+  const signIn = new SignInFlow(ctx, grants ? [ACCESS_PATH, APPROVALS_PATH] : []);
   // A key of its own for CSRF tokens, derived so that operators manage one secret.
-  const csrfKey = Buffer.from(hkdfSync('sha256', cookieKeys[0]!, Buffer.alloc(0), 'wardgate csrf', 32));
-  const logout = new LogoutFlow(ctx, csrfKey);
+  const csrf = new CsrfTokens(Buffer.from(hkdfSync('sha256', cookieKeys[0]!, Buffer.alloc(0), 'wardgate csrf', 32)));
+  const logout = new LogoutFlow(ctx, csrf);
+  const toSignIn = signIn.signInToAuthPage.bind(signIn);
+  const pages = {
+    access: grants && config.grants ? new AccessPage({ ctx, csrf, grants, maxDuration: config.grants.maxDuration, signIn: toSignIn }) : undefined,
+    approvals: grants ? new ApprovalsPage({ ctx, csrf, grants, breakGlass, signIn: toSignIn }) : undefined,
+    breakGlass: new BreakGlassPage({ ctx, csrf, breakGlass }),
+  };
   idp.warmUp();
   return {
     authenticator: new Authenticator(ctx, signIn),
-    endpoints: new ReservedEndpoints(ctx, signIn, logout, signer),
+    endpoints: new ReservedEndpoints(ctx, signIn, logout, signer, pages),
     signer,
     sessions,
     authHost: authUrl.hostname,
+    authUrl,
     close: () => sessions.close(),
   };
 }

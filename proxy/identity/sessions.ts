@@ -3,6 +3,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Json, Store } from '../store/store.js';
+import { recordSubject } from './directory.js';
 import type { Identity } from './identity.js';
 import { IdpUnavailableError, type IdpTokens, type RelyingParty } from './relying-party.js';
 import { endSessions, REVOCATIONS } from './session-admin.js';
@@ -153,6 +154,8 @@ export class SessionManager {
       store.addMember(`browser:${binding}`, record.id, life),
       record.idpSid ? store.addMember(`sid:${record.idpSid}`, record.id, life) : undefined,
     ]);
+    // Known from now on: approvers may name this person in a grant (identity/directory.ts).
+    await recordSubject(store, record, now);
     this.remember(record, now);
     return record;
   }

@@ -21,6 +21,10 @@ import { checkStrength, type AuthRequirement } from './strength.js';
  *                     hands it to the app host with a single-use code
  *   app host          /.wardgate/handoff sets the host's own cookie, 302 to the original URL
  *
+ * wardgate's own pages on the auth host that need a signed-in user (the access and
+ * approvals pages) start a sign-in too, and it returns to them: only to those exact paths
+ * on the auth origin, which already holds the new session cookie, so no handoff is needed.
+ *
  * Both hops are bound to the browser that began them, by a cookie of their own (one per
  * sign-in, so any number of tabs can sign in at once without overwriting each other): the
  * transaction by one on the auth host, the handoff code by one on the app host. A callback
@@ -65,7 +69,8 @@ interface Handoff {
 
 interface ReturnTarget {
   url: URL;
-  route: CompiledRoute;
+  /** Undefined for one of wardgate's own pages on the auth host. */
+  route: CompiledRoute | undefined;
 }
 
 // acr and amr values are short tokens (RFC 6749 scope-token syntax); a handful at most.
@@ -87,7 +92,12 @@ function requirementOf(params: URLSearchParams): AuthRequirement {
 export type Refuse = (status: number, reason: string, cookies?: readonly string[]) => void;
 
 export class SignInFlow {
-  constructor(private readonly ctx: IdentityContext) {}
+  private readonly authPages: ReadonlySet<string>;
+
+  /** `authPages`: paths of wardgate's own pages on the auth host a sign-in may return to. */
+  constructor(private readonly ctx: IdentityContext, authPages: readonly string[] = []) {
+    this.authPages = new Set(authPages);
+  }
 
   /**
    * Sends a browser that needs to sign in (or step up) for this request to the auth host,
@@ -110,13 +120,21 @@ export class SignInFlow {
     redirect(res, url.href, cookies);
   }
 
+  /** Sends a signed-out visitor of one of wardgate's own pages on the auth host to sign in, and back. */
+  signInToAuthPage(ex: Exchange, res: Response): void {
+    const url = new URL(SIGN_IN_PATH, this.ctx.authUrl);
+    url.searchParams.set('rd', `${this.ctx.authUrl.origin}${ex.canonical!.path}${ex.canonical!.query}`);
+    redirect(res, url.href);
+  }
+
   /** GET /.wardgate/sign-in on the auth host. */
   async start(ex: Exchange, res: Response, refuse: Refuse): Promise<void> {
     const { ctx } = this;
     const params = new URLSearchParams(ex.canonical!.query);
     const target = this.returnTarget(params.get('rd'));
     const appBrowser = params.get('b') ?? '';
-    if (!target || !APP_BINDING.test(appBrowser)) return refuse(400, 'return-url-invalid');
+    // An application host binds the handoff to its browser; the auth host's own pages need no handoff.
+    if (!target || (target.route && !APP_BINDING.test(appBrowser))) return refuse(400, 'return-url-invalid');
     let stepUp = params.get('step-up') === '1';
     const now = ctx.now();
     const browser = ctx.cookies.browser(ex.req.headers, now);
@@ -128,7 +146,7 @@ export class SignInFlow {
       const found = await ctx.sessions.lookup(existing.sessionId);
       if (found.ok) {
         // Signed in at the auth host already, strongly enough: no trip to the IdP.
-        if (checkStrength(found.identity, requirement, now).ok) return this.handOff(res, found.record, target.url, appBrowser, cookies);
+        if (checkStrength(found.identity, requirement, now).ok) return this.handOff(res, found.record, target, appBrowser, cookies);
         // Signed in, but too weakly for this route: the IdP's session is as weak, so this
         // is a step-up, and the IdP must authenticate the user afresh.
         stepUp = true;
@@ -215,13 +233,13 @@ export class SignInFlow {
     const now = ctx.now();
     const record = await ctx.sessions.create(tokens, transaction.browser, transaction.strengthAsked);
     ctx.metrics.logins.inc({ result: 'success' });
-    ctx.logger.info({ reqId: ex.id, sub: record.sub, acr: record.acr, amr: record.amr, route: target.route.id }, 'signed in');
+    ctx.logger.info({ reqId: ex.id, sub: record.sub, acr: record.acr, amr: record.amr, route: target.route?.id }, 'signed in');
     const cookies = [ctx.cookies.sessionCookie(record.id, record.expiresAt, now), ctx.cookies.clear(transactionCookie(state))];
     const strong = checkStrength(record, transaction.requirement, now).ok;
     if (transaction.stepUp) ctx.metrics.stepUps.inc({ result: strong ? 'success' : 'insufficient' });
     // Asked for more and given less: say so now, rather than send the user round again.
     if (!strong && transaction.strengthAsked) return refuse(403, 'auth-strength-insufficient', cookies);
-    return this.handOff(res, record, target.url, transaction.appBrowser, cookies);
+    return this.handOff(res, record, target, transaction.appBrowser, cookies);
   }
 
   /** GET /.wardgate/handoff on an app host: turns a single-use code into this host's cookie. */
@@ -242,14 +260,19 @@ export class SignInFlow {
     ]);
   }
 
-  private async handOff(res: Response, record: SessionRecord, target: URL, appBrowser: string, cookies: string[]): Promise<void> {
+  private async handOff(res: Response, record: SessionRecord, { url: target, route }: ReturnTarget, appBrowser: string, cookies: string[]): Promise<void> {
+    // The auth host's own page: this host's session cookie is set, so straight back to it.
+    if (!route) return redirect(res, target.href, cookies);
     const code = randomBytes(32).toString('base64url');
     const handoff: Handoff = { sessionId: record.id, hostname: target.hostname, appBrowser, returnTo: target.href };
     await this.ctx.store.set(`handoff:${code}`, handoff as unknown as Json, HANDOFF_TTL_MS);
     redirect(res, `${target.origin}${HANDOFF_PATH}?code=${code}`, cookies);
   }
 
-  /** The URL to return to after sign-in: only ever a routed origin, on wardgate's scheme and port. */
+  /**
+   * The URL to return to after sign-in: only ever a routed origin, on wardgate's scheme and
+   * port, or one of the `authPages` on the auth origin itself (exact paths, any query).
+   */
   private returnTarget(rd: string | null): ReturnTarget | undefined {
     if (!rd || rd.length > 8192) return undefined;
     let url: URL;
@@ -260,6 +283,7 @@ export class SignInFlow {
     }
     const { authUrl, router } = this.ctx;
     if (url.protocol !== authUrl.protocol || url.port !== authUrl.port || url.username || url.password || url.hash) return undefined;
+    if (url.origin === authUrl.origin && this.authPages.has(url.pathname)) return { url, route: undefined };
     const normalized = normalizeRequest('GET', `${url.pathname}${url.search}`, ['host', url.host]);
     if (!normalized.ok) return undefined;
     const route = router.match(normalized.request.host, normalized.request.routingPath);

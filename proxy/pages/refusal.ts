@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import type { Response } from '../exchange.js';
 import type { Category } from '../policy/criterion.js';
-import { escapeHtml } from './html.js';
+import { escapeHtml, pageShell } from './html.js';
 
 /*
  * What a refused request is told. Browsers get a short page in plain words; API clients
@@ -44,6 +44,11 @@ const EXPLANATIONS: Record<string, string> = {
   'handoff-invalid': 'This sign-in link has expired or was already used. Go back to the application and sign in again.',
   'handoff-browser-mismatch': 'This sign-in link was made for a different browser. Go back to the application and sign in again.',
   'csrf-failed': 'The form was not sent from this site, or it has expired. Reload the page and try again.',
+  'csrf-invalid': 'The form was not sent from this page, or your sign-in ended since it was opened. Nothing was changed. Reload the page and try again.',
+  'grant-requester-not-allowed': 'Your account may not ask for access here. The security team can ask on your behalf.',
+  'grant-approver-not-allowed': 'Only the people who approve access requests can open this page.',
+  'break-glass-not-configured': 'This application has no emergency (break-glass) access.',
+  'break-glass-not-allowed': 'Your account may not use emergency (break-glass) access to this application.',
   'endpoint-method': 'This wardgate address does not accept that kind of request.',
   'body-too-large': 'The request body is too large for this wardgate address.',
   'token-invalid': 'The access token is not valid.',
@@ -85,6 +90,7 @@ const EXPLANATIONS: Record<string, string> = {
   'fhir-resource-unauthorized': 'This kind of record is not open to you or your app.',
   'scope-insufficient': 'Your app\'s access token does not allow this request.',
   'risk-too-high': 'Something about this request looked unusual, so it was refused.',
+  'grant-missing': 'This application is open to you only while an approved access grant is in force, and none is now.',
 };
 
 /** What was missing, in plain words, by the category of the criteria that refused. */
@@ -123,6 +129,12 @@ export interface RefusalDetails {
   remediation: string | undefined;
 }
 
+/** A way in the refused user can take: ask for a grant, break the glass. */
+export interface RefusalLink {
+  href: string;
+  label: string;
+}
+
 export interface Refusal {
   status: number;
   reason: string;
@@ -130,6 +142,7 @@ export interface Refusal {
   /** Extra headers, such as WWW-Authenticate or Set-Cookie. */
   headers?: OutgoingHttpHeaders;
   details?: RefusalDetails;
+  links?: readonly RefusalLink[];
 }
 
 function wantsHtml(accept: string | undefined): boolean {
@@ -147,12 +160,13 @@ function render(refusal: Refusal, accept: string | undefined): { type: string; b
         reason: refusal.reason,
         message: explanation,
         ...(details ? { reasons: details.reasons, missing: details.missing, rule: details.rule, remediation: details.remediation } : {}),
+        ...(refusal.links?.length ? { links: refusal.links } : {}),
         requestId: refusal.requestId,
       }),
     };
   }
   const title = `${refusal.status} ${STATUS_CODES[refusal.status] ?? ''}`.trim();
-  let body = `<h1>${escapeHtml(title)}</h1><p>${escapeHtml(explanation)}</p>`;
+  let body = `<p>${escapeHtml(explanation)}</p>`;
   if (details) {
     const needs = details.missing.map((category) => `<li>${escapeHtml(MISSING[category])}</li>`).join('');
     if (needs) body += `<p>To use this application you need:</p><ul>${needs}</ul>`;
@@ -160,18 +174,14 @@ function render(refusal: Refusal, accept: string | undefined): { type: string; b
     for (const text of new Set(more)) body += `<p>${escapeHtml(text)}</p>`;
     if (details.remediation) body += `<p class="remedy">${escapeHtml(details.remediation)}</p>`;
   }
+  for (const link of refusal.links ?? []) body += `<p class="way"><a href="${escapeHtml(link.href)}">${escapeHtml(link.label)}</a></p>`;
   const codes = details ? details.reasons : [refusal.reason];
   body += `<p>Reason: ${codes.map((code) => `<code>${escapeHtml(code)}</code>`).join(' ')}<br>`;
   if (details?.rule) body += `Rule: <code>${escapeHtml(details.rule)}</code><br>`;
   body += `Request id: <code>${escapeHtml(refusal.requestId)}</code></p>`;
   return {
     type: 'text/html; charset=utf-8',
-    body: `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>`
-      + '<meta name="viewport" content="width=device-width, initial-scale=1">'
-      + '<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}'
-      + 'code{background:#f2f2f2;padding:.1rem .3rem}.remedy{border-left:4px solid #0a6;padding-left:.8rem}</style></head><body>'
-      + body
-      + '</body></html>',
+    body: pageShell(title, body, 'code{background:#f2f2f2;padding:.1rem .3rem}.remedy{border-left:4px solid #0a6;padding-left:.8rem}.way{font-weight:600}'),
   };
 }
 

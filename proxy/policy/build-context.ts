@@ -1,10 +1,11 @@
 import type { Exchange } from '../exchange.js';
 import type { Authentication } from '../identity/authenticate.js';
-import { UNKNOWN_DEVICE, type ContextProvider, type DeviceContext, type NetworkContext, type PartialContext, type RequestContext } from './context.js';
+import type { GrantBook } from '../grants/book.js';
+import { UNKNOWN_DEVICE, type ContextProvider, type DeviceContext, type GrantFacts, type NetworkContext, type PartialContext, type RequestContext } from './context.js';
 
 /*
  * The context stage: one plain object per request, from the authenticated identity and
- * the providers (network, device, risk). Providers answer synchronously from their caches
+ * the providers (network, device, risk, grants). Providers answer synchronously from their caches
  * on the hot path; a promise is awaited only when one has work to do (a posture assertion
  * seen for the first time, say).
  */
@@ -14,10 +15,16 @@ export interface ContextProviders {
   network: { readonly name: 'network'; provide(ex: Exchange, partial: PartialContext): NetworkContext };
   device: ContextProvider<'device'> | undefined;
   risk: ContextProvider<'risk'> | undefined;
+  /** Grants and break-glass records in force (proxy/grants/book.ts); none when not configured. */
+  grants: Pick<GrantBook, 'grantsFor' | 'breakGlassFor'> | undefined;
   now: () => number;
 }
 
-function finish(partial: PartialContext, device: DeviceContext, risk: number): RequestContext {
+const NO_GRANTS: readonly GrantFacts[] = Object.freeze([]);
+
+function finish(ex: Exchange, partial: PartialContext, device: DeviceContext, risk: number, providers: ContextProviders): RequestContext {
+  const { grants } = providers;
+  const route = ex.route!.id;
   return {
     identity: partial.identity,
     session: partial.session,
@@ -26,14 +33,16 @@ function finish(partial: PartialContext, device: DeviceContext, risk: number): R
     time: partial.time,
     request: partial.request,
     risk,
+    grants: grants ? grants.grantsFor(partial.identity, route) : NO_GRANTS,
+    breakGlass: grants?.breakGlassFor(partial.identity, route),
   };
 }
 
 function withRisk(ex: Exchange, partial: PartialContext, device: DeviceContext, providers: ContextProviders): RequestContext | Promise<RequestContext> {
   partial.device = device;
-  if (!providers.risk) return finish(partial, device, 0);
+  if (!providers.risk) return finish(ex, partial, device, 0, providers);
   const risk = providers.risk.provide(ex, partial);
-  return typeof risk === 'number' ? finish(partial, device, risk) : risk.then((score) => finish(partial, device, score));
+  return typeof risk === 'number' ? finish(ex, partial, device, risk, providers) : risk.then((score) => finish(ex, partial, device, score, providers));
 }
 
 export function buildContext(ex: Exchange, auth: Authentication, providers: ContextProviders): RequestContext | Promise<RequestContext> {

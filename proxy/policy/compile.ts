@@ -12,7 +12,14 @@ import type { PolicyConfig, Rule } from './rules.js';
  *   deny rules (any match: deny) -> device gate -> signed in? (no: login)
  *     -> allow rules (first match: allow) -> step-up if a stronger sign-in would match one,
  *        else deny with what the closest allow rule lacked
+ *
+ * Break-glass comes last: when the person opened emergency access on the route and is
+ * still in one of its groups, whatever the rules refused is allowed, until it ends. It
+ * needs a signed-in person, like everything else.
  */
+
+/** The rule a break-glass decision names; the pipeline marks every such response. */
+export const BREAK_GLASS_RULE = 'break-glass';
 
 /** A criterion standing between the request and access, as the explanation reports it. */
 interface Blocker {
@@ -223,7 +230,24 @@ export function compilePolicy(config: PolicyConfig, options: PolicyOptions): Com
     return refused(best, ctx, undefined, allowLabels[explanations.indexOf(best)]);
   }
 
+  const breakGlassGroups = config.breakGlass ? new Set(config.breakGlass.groups) : undefined;
+  const brokeGlass: Decision = Object.freeze({
+    outcome: 'allow',
+    reasons: Object.freeze(['break-glass']),
+    rule: BREAK_GLASS_RULE,
+    closest: undefined,
+    missing: Object.freeze([]),
+    stepUp: undefined,
+  });
+
   function decide(ctx: RequestContext): Decision {
+    const decision = judge(ctx);
+    if (decision.outcome === 'allow' || !breakGlassGroups || !ctx.breakGlass || !ctx.identity || ctx.time >= ctx.breakGlass.endsAt) return decision;
+    // Still in the group now: leaving it (or being taken out) ends emergency access too.
+    return ctx.identity.groups.some((group) => breakGlassGroups.has(group)) ? brokeGlass : decision;
+  }
+
+  function judge(ctx: RequestContext): Decision {
     const signedIn = ctx.identity !== undefined;
     for (let i = 0; i < denyTests.length; i++) {
       if ((signedIn || anonymousDeny[i]) && denyTests[i]!(ctx)) return refused(deny[i]!.why(ctx, false), ctx, denyLabels[i], undefined);

@@ -66,6 +66,22 @@ export interface RequestFacts {
   path: string;
 }
 
+/** An approved grant the person holds on this route (proxy/grants/); in force between its times. */
+export interface GrantFacts {
+  id: string;
+  notBefore: number;
+  notAfter: number;
+  /** Path prefixes and methods the grant is narrowed to; undefined: the whole route. */
+  paths: readonly string[] | undefined;
+  methods: readonly string[] | undefined;
+}
+
+/** Emergency access the person opened on this route. */
+export interface BreakGlassFacts {
+  id: string;
+  endsAt: number;
+}
+
 export interface RequestContext {
   identity: Identity | undefined;
   /** Browser sessions only; undefined for bearer tokens and anonymous requests. */
@@ -77,6 +93,10 @@ export interface RequestContext {
   request: RequestFacts;
   /** 0 (no concern) to 100; raised by risk providers. */
   risk: number;
+  /** Grants the person holds on this route, approved and not yet over (`grant` checks the window). */
+  grants: readonly GrantFacts[];
+  /** Break-glass access the person opened on this route, if any. */
+  breakGlass: BreakGlassFacts | undefined;
 }
 
 /** The parts a provider may rely on being filled in before it runs. */

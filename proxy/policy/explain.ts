@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { RouteConfig } from '../../config/schema.js';
+import { pathPrefixSchema } from '../../config/path-prefix.js';
 import { ConfigError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { canonicalHost, canonicalPath, withoutParams } from '../normalize.js';
@@ -47,7 +48,11 @@ import { POLICY_ERROR, type Decision } from './decision.js';
  *     "request": { "method": "GET", "path": "/chart", "host": "epic.example" },
  *                                         // method default GET, host default the route's;
  *                                         // path required, canonical, and routed to this route
- *     "risk": 0                           // 0 to 100, default 0
+ *     "risk": 0,                          // 0 to 100, default 0
+ *     "grants": [{ "notBefore": ISO or ms, "notAfter": ISO or ms, "paths": ["/x"], "methods": ["GET"] }],
+ *                                         // approved grants the identity holds on this route;
+ *                                         // default none. paths and methods optional
+ *     "breakGlass": { "endsAt": ISO or ms }  // emergency access opened on this route; default none
  *   }
  *
  * Combinations the gateway never builds are refused rather than decided: a session for a
@@ -190,7 +195,15 @@ const contextSchema = z.strictObject({
   risk: z.number({ error: expected('a risk score from 0 to 100') })
     .refine((input) => input >= 0 && input <= 100, { error: (issue) => `expected a risk score from 0 to 100, got ${shown(issue.input)}` })
     .default(0),
-}, { error: mappingOf('identity, session, device, network, time, request, risk', 'a JSON object with at least network and request') });
+  grants: z.array(z.strictObject({
+    id: z.string().default('g_explain'),
+    notBefore: instant('ms'),
+    notAfter: instant('ms'),
+    paths: z.array(pathPrefixSchema).min(1).optional(),
+    methods: z.array(z.string().regex(METHOD, { error: 'expected an HTTP method in upper case such as "GET"' })).min(1).optional(),
+  }, { error: mappingOf('id, notBefore, notAfter, paths, methods', 'a grant such as { "notBefore": "...", "notAfter": "..." }') }), { error: expected('a list of grants') }).default([]),
+  breakGlass: z.strictObject({ id: z.string().default('bg_explain'), endsAt: instant('ms') }, { error: mappingOf('id, endsAt', 'a mapping such as { "endsAt": "2026-11-24T11:00:00Z" }') }).optional(),
+}, { error: mappingOf('identity, session, device, network, time, request, risk, grants, breakGlass', 'a JSON object with at least network and request') });
 
 type ContextInput = z.output<typeof contextSchema>;
 
@@ -350,6 +363,12 @@ export function parseContext(input: unknown, options: ContextOptions): RequestCo
     }
   }
 
+  if (!identity && given.grants.length > 0) issues.push({ path: ['grants'], message: 'grants belong to a signed-in person; give an identity, or leave grants out' });
+  if (!identity && given.breakGlass) issues.push({ path: ['breakGlass'], message: 'break-glass access belongs to a signed-in person; give an identity, or leave breakGlass out' });
+  given.grants.forEach((grant, index) => {
+    if (grant.notAfter <= grant.notBefore) issues.push({ path: ['grants', index, 'notAfter'], message: 'a grant\'s window ends after it starts' });
+  });
+
   if (issues.length > 0) fail(options.file, issues as [Issue, ...Issue[]]);
   return {
     identity,
@@ -359,6 +378,8 @@ export function parseContext(input: unknown, options: ContextOptions): RequestCo
     time,
     request: { method: given.request.method, host, path: withoutParams(path) },
     risk: given.risk,
+    grants: given.grants.map((grant) => ({ id: grant.id, notBefore: grant.notBefore, notAfter: grant.notAfter, paths: grant.paths, methods: grant.methods })),
+    breakGlass: given.breakGlass,
   };
 }
 

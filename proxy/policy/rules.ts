@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { breakGlassSchema } from '../grants/config.js';
 import { CRITERIA } from './criteria/index.js';
 
 /*
@@ -110,6 +111,11 @@ export const policySchema = z.strictObject({
   remediation: z.string().min(1).max(500).optional(),
   /** Show only that access was refused, not which conditions failed. */
   hideDetails: z.boolean().default(false),
+  /**
+   * Emergency access: members of these groups may let themselves in without the rules
+   * above, for a short time, by giving a reason; loudly, and reviewed afterwards.
+   */
+  breakGlass: breakGlassSchema.optional(),
 }, {
   error: (issue) => (issue.input === undefined
     ? 'expected a policy with allow rules: a route without one is refused, since nothing is allowed by default'
@@ -117,3 +123,10 @@ export const policySchema = z.strictObject({
 });
 
 export type PolicyConfig = z.output<typeof policySchema>;
+
+/** True when any rule of the policy, at any depth, tests `criterion`. */
+export function usesCriterion(policy: PolicyConfig, criterion: string): boolean {
+  const uses = (rule: Rule): boolean => (rule.kind === 'criterion' ? rule.criterion === criterion
+    : rule.kind === 'not' ? uses(rule.rule) : rule.rules.some(uses));
+  return policy.allow.some(uses) || policy.deny.some(uses);
+}

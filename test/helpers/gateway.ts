@@ -111,6 +111,8 @@ export async function startTestGateway(routesYaml: string, extraYaml = '', optio
     '  listen: "127.0.0.1:0"',
     'workers: 1',
     options.identity ?? identityYaml(idp.issuer, options.port ?? 1),
+    // Grants would default to the file store under /var/lib: tests that want a file say where.
+    /^store:/m.test(extraYaml) ? '' : 'store:\n  type: memory',
     extraYaml,
     'routes:',
     withDefaultPolicy(routesYaml),

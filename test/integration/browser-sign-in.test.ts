@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
 import t from 'tap';
+import { launchChromium, pickUser, screenshotDir } from '../helpers/chromium.js';
 import { startSignInRig } from '../helpers/sign-in-rig.js';
 import { startUpstream } from '../helpers/upstream.js';
 
@@ -12,9 +11,7 @@ import { startUpstream } from '../helpers/upstream.js';
  * Screenshots are saved beside the test's output.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const shots = join(t.testdirName, 'screenshots');
-mkdirSync(shots, { recursive: true });
+const shots = screenshotDir();
 
 const up = await startUpstream((req, res) => {
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -41,29 +38,16 @@ const rig = await startSignInRig({
       url: ${up.url}`,
 });
 
-let browser: Browser;
-t.before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // The flags Debian's Chromium needs here: no sandbox as root, and no background
-    // connections to Google's hosts, which this machine's closed network refuses.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-});
-t.teardown(() => browser?.close());
+const chromium = launchChromium();
 
-async function pick(page: Page, user: string, method: 'hwk' | 'pwd'): Promise<void> {
-  await page.locator(`form:has(input[name=user][value="${user}"]) button[name=method][value=${method}]`).click();
-  await page.waitForLoadState('load');
-}
 
 t.test('dr.alice signs in with her security key and lands on the page she opened', async (t) => {
-  const context = await browser.newContext();
+  const context = await chromium().newContext();
   const page = await context.newPage();
   await page.goto(rig.url('epic.localhost', '/chart?patient=demo-1001'));
   t.match(new URL(page.url()).pathname, /^\/interaction\//, 'Chromium was sent to the IdP login page');
   await page.screenshot({ path: join(shots, '1-idp-login.png') });
-  await pick(page, 'dr.alice', 'hwk');
+  await pickUser(page, 'dr.alice', 'hwk');
   t.equal(page.url(), rig.url('epic.localhost', '/chart?patient=demo-1001'), 'and came back to the URL she opened');
   t.equal(await page.locator('h1').textContent(), 'Hello alice@hospital.example', 'the app knows her from the claim header wardgate added');
   await page.screenshot({ path: join(shots, '2-epic.png') });
@@ -90,10 +74,10 @@ t.test('dr.alice signs in with her security key and lands on the page she opened
 });
 
 t.test('nurse.bob with a password gets the deny page for the Epic portal, not a loop', async (t) => {
-  const context = await browser.newContext();
+  const context = await chromium().newContext();
   const page = await context.newPage();
   await page.goto(rig.url('epic.localhost', '/'));
-  await pick(page, 'nurse.bob', 'pwd');
+  await pickUser(page, 'nurse.bob', 'pwd');
   t.match(await page.locator('body').textContent(), /stronger sign-in/, 'the page says in plain words that a stronger sign-in is needed');
   t.match(await page.locator('body').textContent(), /auth-strength-insufficient/, 'and gives the reason code for the help desk');
   await page.screenshot({ path: join(shots, '5-deny.png') });

@@ -454,11 +454,16 @@ t.test('an expired sign-in request gets the expired page; a public client is reg
   const page = await browser.navigate(url.href);
   t.ok(isIdpLoginPage(page));
 
+  // The sign-in itself runs on an IdP whose interactions last as usual: under load it can
+  // take longer than the one second the expiry half of this test needs.
+  const pkce = await startTestIdp({ clients: [{ client_id: 'spa', redirect_uris: [REDIRECT_URI] }], ttl: { AccessToken: 1 } });
+  t.teardown(() => pkce.close());
+  const atPkce = await oidc.discovery(new URL(pkce.issuer), 'spa', undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
   const verifier2 = oidc.randomPKCECodeVerifier();
-  const url2 = oidc.buildAuthorizationUrl(discovered, { redirect_uri: REDIRECT_URI, scope: 'openid', code_challenge: await oidc.calculatePKCECodeChallenge(verifier2), code_challenge_method: 'S256' });
+  const url2 = oidc.buildAuthorizationUrl(atPkce, { redirect_uri: REDIRECT_URI, scope: 'openid', code_challenge: await oidc.calculatePKCECodeChallenge(verifier2), code_challenge_method: 'S256' });
   const landed = await signIn(new Browser(), url2.href, 'nurse.bob', 'pwd', { stopBefore: atCallback });
-  const tokens = await oidc.authorizationCodeGrant(discovered, new URL(landed.stoppedAt ?? 'http://invalid/'), { pkceCodeVerifier: verifier2 });
-  t.equal((await oidc.fetchUserInfo(discovered, tokens.access_token, 'nurse.bob')).sub, 'nurse.bob', 'a public client signs in with PKCE alone');
+  const tokens = await oidc.authorizationCodeGrant(atPkce, new URL(landed.stoppedAt ?? 'http://invalid/'), { pkceCodeVerifier: verifier2 });
+  t.equal((await oidc.fetchUserInfo(atPkce, tokens.access_token, 'nurse.bob')).sub, 'nurse.bob', 'a public client signs in with PKCE alone');
 
   const expiresAt = Date.now() + 1100;
   await until(() => Date.now() > expiresAt, 2000, 'the interaction to expire');
@@ -468,7 +473,7 @@ t.test('an expired sign-in request gets the expired page; a public client is reg
   // The browser dropped the expired cookie; sent anyway, the IdP's own record has expired too.
   const forced = await browser.request(page.url, { headers: { cookie: cookieOf(page) } });
   t.equal(forced.status, 400, 'an expired interaction is gone from the store as well');
-  const userinfo = await fetch(discovered.serverMetadata().userinfo_endpoint!, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+  const userinfo = await fetch(atPkce.serverMetadata().userinfo_endpoint!, { headers: { authorization: `Bearer ${tokens.access_token}` } });
   t.equal(userinfo.status, 401, 'and so is an expired access token');
 });
 

@@ -20,6 +20,7 @@ import { makePki } from '../helpers/pki.js';
 import { freePort } from '../helpers/process.js';
 import { rigClients } from '../helpers/sign-in-rig.js';
 import { startUpstream } from '../helpers/upstream.js';
+import { until } from '../helpers/wait.js';
 
 /*
  * config/hospital.yaml made true: a real wardgate, built in this process from the example
@@ -58,7 +59,9 @@ interface RouteYaml {
 
 interface HospitalYaml {
   listen: Record<string, unknown>;
-  admin: { listen: string };
+  admin: { listen: string; [key: string]: unknown };
+  notifications: { webhooks: Array<{ url: string; [key: string]: unknown }> };
+  store: { type: string; path: string };
   workers: number;
   trustedProxies: string[];
   identity: {
@@ -177,7 +180,9 @@ const idp = await startTestIdp({
 });
 t.teardown(() => idp.close());
 const upstream = await startUpstream();
-t.teardown(() => upstream.close());
+// Stands in for the security team's Slack channel: records the notices it is sent.
+const hooks = await startUpstream();
+t.teardown(() => Promise.all([upstream.close(), hooks.close()]));
 
 /**
  * hospital.yaml with what a test machine cannot have replaced, and nothing else: the route
@@ -193,7 +198,7 @@ function hospitalForTest(): HospitalYaml {
   // comment says) and the sign-in hops all use this one listener, as in production.
   doc.listen = { https: { address: `127.0.0.1:${port}`, cert: serverCert.cert, key: serverCert.key, clientCa: deviceCa.caCert } };
   // An ephemeral admin port; one process, so the test can set its clock and read its metrics.
-  doc.admin = { listen: '127.0.0.1:0' };
+  doc.admin.listen = '127.0.0.1:0';
   doc.workers = 1;
   // The hosts move from .example to .localhost: the test browser, like Chromium, reaches
   // only *.localhost names (always loopback, no DNS), and treats them as secure contexts.
@@ -220,13 +225,17 @@ function hospitalForTest(): HospitalYaml {
   // clinical network (10.0.0.0/8: GB in the example).
   doc.network.geoip = geoipFile;
   doc.network.countries = { ...doc.network.countries, '127.0.0.0/8': 'GB' };
+  // The file store, as in the example, in the test's own directory instead of /var/lib.
+  doc.store.path = join(dir, 'store.jsonl');
+  // The security channel's webhook: a local receiver standing in for Slack.
+  doc.notifications.webhooks[0]!.url = `${hooks.url}/services/T000/B000/stand-in`;
   return doc;
 }
 
 const testYaml = hospitalForTest();
 const configFile = join(dir, 'hospital.yaml');
 writeFileSync(configFile, stringifyYaml(testYaml));
-const SECRETS = { WARDGATE_OIDC_CLIENT_SECRET: TEST_CLIENT.secret, WARDGATE_COOKIE_KEY: randomBytes(32).toString('base64') };
+const SECRETS = { WARDGATE_OIDC_CLIENT_SECRET: TEST_CLIENT.secret, WARDGATE_COOKIE_KEY: randomBytes(32).toString('base64'), WARDGATE_SECURITY_WEBHOOK: 'https://hooks.slack.com/services/T000/B000/replaced' };
 const savedEnv = Object.keys(SECRETS).map((name) => [name, process.env[name]] as const);
 Object.assign(process.env, SECRETS);
 const config = (() => {
@@ -605,7 +614,7 @@ t.test('7. patient/Observation.read reads and searches observations and nothing 
   t.equal(upstream.seen.length, seen + 2, 'only the observations reached the upstream');
 });
 
-t.test('8. the vendor console is open on weekdays 08:00-18:00 London time, and closed outside it', async (t) => {
+t.test('8. the vendor console opens to a grant two approvers approved, on weekdays 08:00-18:00 London time only', async (t) => {
   /*
    * wardgate's clock (its `now`, which reads Date.now at each call) drives sessions, policy
    * time and device freshness, but the in-process IdP stamps auth_time and token times from
@@ -629,7 +638,20 @@ t.test('8. the vendor console is open on weekdays 08:00-18:00 London time, and c
 
   setClock('2026-07-15T17:45:00+01:00'); // a Wednesday, 17:45 in London
   const dave = browser();
-  const open = await visit(dave, consoleUrl, { headers, user: 'vendor.dave', method: 'pwd' });
+  const without = await visit(dave, consoleUrl, { headers, user: 'vendor.dave', method: 'pwd' });
+  t.equal(without.reply.status, 403, 'without a grant, the console stays closed');
+  t.match(without.reply.body, '<code>grant-missing</code>', 'for want of a grant');
+  // Dave asks for the evening; one of the security team and the ticketing system approve.
+  const grants = gateway.access.grants!;
+  const asked = await grants.request({
+    routes: [{ id: 'vendor' }], notBefore: Date.now(), notAfter: Date.now() + 4 * 3_600_000,
+    justification: 'Replace the detector firmware on CT 2', ticket: 'CHG0031337',
+  }, { principal: { kind: 'user', id: 'vendor.dave', email: 'dave@devicevendor.example' }, groups: ['vendor-support'] });
+  await grants.approve(asked.id, { principal: { kind: 'user', id: 'admin.erin', email: 'erin@hospital.example' }, groups: ['security-admins'] });
+  t.equal((await send(dave, consoleUrl, { headers })).status, 403, 'one approval of the two the example asks for opens nothing');
+  await grants.approve(asked.id, { principal: { kind: 'client', id: 'client:servicenow' }, groups: [] });
+  await until(() => hooks.seen.some((hook) => hook.url.endsWith('/stand-in')), 10_000, 'the security channel to hear of the grant');
+  const open = await visit(dave, consoleUrl, { headers });
   t.equal(open.reply.status, 200, `vendor.dave signs in with a password on his own laptop at 17:45 on a Wednesday: the console opens (${open.reply.body.slice(0, 200)})`);
 
   setClock('2026-07-15T18:05:00+01:00'); // 20 minutes later: the session and his sign-in are still young

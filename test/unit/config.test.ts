@@ -432,11 +432,11 @@ t.test('loadConfig', async (t) => {
 
 t.test('parseDuration', async (t) => {
   const good: [string, number][] = [
-    ['500ms', 500], ['30s', 30_000], ['5m', 300_000], ['1h', 3_600_000], ['12h', 43_200_000],
+    ['500ms', 500], ['30s', 30_000], ['5m', 300_000], ['1h', 3_600_000], ['12h', 43_200_000], ['90d', 90 * 86_400_000],
     ['1.5s', 1_500], ['0.25h', 900_000], [' 30s ', 30_000], ['0s', 0], ['0.5ms', 1],
   ];
   for (const [text, ms] of good) t.equal(parseDuration(text), ms, `${JSON.stringify(text)} is ${ms} ms`);
-  for (const text of ['30 seconds', '30', 's', '-1s', '1d', '1S', '1H', '', '1e3s', '.5s', '5 s', '1h30m', '1,5s']) {
+  for (const text of ['30 seconds', '30', 's', '-1s', '1w', '1D', '1S', '1H', '', '1e3s', '.5s', '5 s', '1h30m', '1,5s']) {
     t.equal(parseDuration(text), undefined, `${JSON.stringify(text)} is not a duration`);
   }
 });
@@ -685,7 +685,7 @@ t.test('identity, auth and store defaults', async (t) => {
   t.equal(identity.cookieKeys, undefined, 'no cookie keys by default');
   t.equal(identity.bearer, undefined, 'bearer tokens are off by default');
   t.equal(identity.idpTimeout, 5_000, 'IdP requests time out after 5s by default');
-  t.same(config.store, { type: 'memory', maxEntries: 1_000_000 }, 'the store defaults to memory with a million entries');
+  t.same(config.store, { type: 'memory', maxEntries: 1_000_000, path: '/var/lib/wardgate/store.jsonl' }, 'without grants or break-glass the store defaults to memory with a million entries (the path is only used by the file store)');
   for (const route of config.routes) {
     t.equal(route.auth.methods, undefined, `route ${route.id}: methods default to undefined (resolved at start)`);
     t.same(route.policy.deny, [], `route ${route.id}: no deny rules by default`);
@@ -699,9 +699,11 @@ t.test('identity, auth and store defaults', async (t) => {
   t.same(pass.routes[0]!.auth.claimHeaders, {}, 'an auth block given in part keeps the other defaults');
 
   const store = `${BASE}store:\n  type: redis\n`;
-  expectFault(t, 'a store type other than memory', store, { where: at(store, 'redis'), path: 'store.type', expected: /expected "memory"/ });
+  expectFault(t, 'a store type other than memory or file', store, { where: at(store, 'redis'), path: 'store.type', expected: /expected memory or file/ });
   const small = `${BASE}store:\n  maxEntries: 10\n`;
-  expectFault(t, 'a tiny store', small, { where: at(small, '10\n', 'maxEntries'), path: 'store.maxEntries', expected: />=\s*1000/ });
+  expectFault(t, 'a tiny store', small, { where: at(small, '10\n', 'maxEntries'), path: 'store.maxEntries', expected: /at least 1000 entries/ });
+  const memoryFile = `${BASE}store:\n  type: memory\n  path: /tmp/x.jsonl\n`;
+  expectFault(t, 'a memory store with a file', memoryFile, { where: at(memoryFile, '/tmp/x.jsonl'), path: 'store.path', expected: /keeps nothing in a file/ });
 });
 
 t.test('secrets: ${env:...} inside identity', async (t) => {

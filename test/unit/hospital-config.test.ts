@@ -46,7 +46,8 @@ function deploymentPaths(value: unknown, out: string[] = []): string[] {
 const referenced = deploymentPaths(parse(text));
 
 /** The environment variables the example reads its secrets from. */
-const SECRET_ENV = ['WARDGATE_OIDC_CLIENT_SECRET', 'WARDGATE_COOKIE_KEY'] as const;
+const SECRET_ENV = ['WARDGATE_OIDC_CLIENT_SECRET', 'WARDGATE_COOKIE_KEY', 'WARDGATE_SECURITY_WEBHOOK'] as const;
+const WEBHOOK = 'https://hooks.slack.com/services/T000/B000/stand-in';
 
 /** Sets (or, with `values` undefined, unsets) the example's secrets for one test. */
 function secrets(t: Test, values: Record<(typeof SECRET_ENV)[number], string> | undefined): void {
@@ -122,14 +123,14 @@ async function bearerRoutes(config: WardgateConfig): Promise<string[]> {
 /** The example, loaded with its stand-ins and secrets. */
 function loadExample(t: Test): { config: WardgateConfig; dir: string; assertionKey: string; postureKey: string } {
   const made = standIns(t);
-  secrets(t, { WARDGATE_OIDC_CLIENT_SECRET: 'stmary-client-secret', WARDGATE_COOKIE_KEY: randomBytes(32).toString('base64') });
+  secrets(t, { WARDGATE_OIDC_CLIENT_SECRET: 'stmary-client-secret', WARDGATE_COOKIE_KEY: randomBytes(32).toString('base64'), WARDGATE_SECURITY_WEBHOOK: WEBHOOK });
   return { ...made, config: parseConfig(text.replaceAll(PREFIX, `${made.dir}/`), configFile) };
 }
 
 t.test('the hospital example loads once its TLS and key files exist and its secrets are set', async (t) => {
   const { dir, assertionKey } = standIns(t);
   const cookieKey = randomBytes(32).toString('base64');
-  secrets(t, { WARDGATE_OIDC_CLIENT_SECRET: 'stmary-client-secret', WARDGATE_COOKIE_KEY: cookieKey });
+  secrets(t, { WARDGATE_OIDC_CLIENT_SECRET: 'stmary-client-secret', WARDGATE_COOKIE_KEY: cookieKey, WARDGATE_SECURITY_WEBHOOK: WEBHOOK });
 
   t.ok(referenced.length >= 6, 'the example names its listener, upstream TLS and assertion key files under /etc/wardgate/');
   t.ok(referenced.some((path) => path.startsWith(`${PREFIX}keys/`) && path.endsWith('.key')), 'among them an assertion key under /etc/wardgate/keys/');
@@ -234,6 +235,8 @@ function request(route: CompiledRoute, overrides: Partial<RequestContext> & { pa
     time: NOW,
     request: { method: method ?? 'GET', host: route.host, path: path ?? (route.paths[0] === '/' ? '/' : `${route.paths[0]}/Patient/p1`) },
     risk: 0,
+    grants: [],
+    breakGlass: undefined,
     ...rest,
   };
 }
@@ -320,13 +323,17 @@ t.test('the example\'s policies: clinical routes close outside the UK and Irelan
   t.equal(read(everyone(), '/fhir/Patient/p1').outcome, 'deny', 'fhir: not from a device nobody knows');
   t.equal(fhir.policy.decide(request(fhir, { method: 'POST' })).outcome, 'deny', 'fhir: and reads only (a clinician\'s browser never writes)');
 
-  // Vendor: weekday office hours in London, with a sign-in no older than an hour, from any device.
+  // Vendor: an approved grant in force, in weekday office hours in London, with a sign-in
+  // no older than an hour, from any device. The grant here spans every time asked about.
   const vendor = route('vendor');
   const dave = everyone({ groups: ['vendor-support'], acr: 'pwd', amr: ['pwd'] });
-  const at = (iso: string, authAgo = 60): Decision => {
+  const grant = { id: 'g_test', notBefore: Date.parse('2026-01-01T00:00:00Z'), notAfter: Date.parse('2027-01-01T00:00:00Z'), paths: undefined, methods: undefined };
+  const at = (iso: string, authAgo = 60, grants = [grant]): Decision => {
     const time = Date.parse(iso);
-    return vendor.policy.decide(request(vendor, { identity: { ...dave, authTime: time / 1000 - authAgo }, device: UNKNOWN_DEVICE, time }));
+    return vendor.policy.decide(request(vendor, { identity: { ...dave, authTime: time / 1000 - authAgo }, device: UNKNOWN_DEVICE, time, grants }));
   };
+  t.same(at('2026-07-15T10:00:00+01:00', 60, []).reasons, ['grant-missing'], 'vendor: closed without a grant, even in office hours');
+  t.same(at('2026-07-15T10:00:00+01:00', 60, [{ ...grant, notAfter: Date.parse('2026-07-15T09:00:00Z') }]).reasons, ['grant-missing'], 'vendor: closed once the grant has ended');
   t.equal(at('2026-07-15T10:00:00+01:00').outcome, 'allow', 'vendor: open on a Wednesday morning to vendor support, on their own laptop, with a password');
   t.equal(at('2026-07-15T17:59:00+01:00').outcome, 'allow', 'vendor: at 17:59 London time');
   t.same(at('2026-07-15T18:00:00+01:00').reasons, ['outside-hours'], 'vendor: closed from 18:00 London time (17:00 UTC in summer)');
@@ -338,7 +345,7 @@ t.test('the example\'s policies: clinical routes close outside the UK and Irelan
 
 t.test('with 4 workers the example cannot go without its shared keys', async (t) => {
   const { dir } = standIns(t);
-  secrets(t, { WARDGATE_OIDC_CLIENT_SECRET: 'stmary-client-secret', WARDGATE_COOKIE_KEY: randomBytes(32).toString('base64') });
+  secrets(t, { WARDGATE_OIDC_CLIENT_SECRET: 'stmary-client-secret', WARDGATE_COOKIE_KEY: randomBytes(32).toString('base64'), WARDGATE_SECURITY_WEBHOOK: WEBHOOK });
   const cookieLines = /\n  cookieKeys:\n    - "\$\{env:WARDGATE_COOKIE_KEY\}"\n/;
   t.match(text, cookieLines, 'the example lists its cookie key in a form this test can remove');
   const without = text.replace(cookieLines, '\n').replaceAll(PREFIX, `${dir}/`);
@@ -363,7 +370,7 @@ t.test('the Dockerfile health check probes the admin address the example configu
 });
 
 t.test('as shipped, with its secrets set, the example fails naming the file, the line and every missing file', async (t) => {
-  secrets(t, { WARDGATE_OIDC_CLIENT_SECRET: 'stmary-client-secret', WARDGATE_COOKIE_KEY: randomBytes(32).toString('base64') });
+  secrets(t, { WARDGATE_OIDC_CLIENT_SECRET: 'stmary-client-secret', WARDGATE_COOKIE_KEY: randomBytes(32).toString('base64'), WARDGATE_SECURITY_WEBHOOK: WEBHOOK });
   const first = referenced[0]!;
   t.equal(first, '/etc/wardgate/tls/wardgate.crt', 'the first TLS file is the listener certificate');
 

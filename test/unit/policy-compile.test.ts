@@ -36,6 +36,8 @@ function context(overrides: Partial<RequestContext> = {}): RequestContext {
     time: NOW,
     request: { method: 'GET', host: 'epic.example', path: '/chart' },
     risk: 0,
+    grants: [],
+    breakGlass: undefined,
     ...overrides,
   };
 }

@@ -1,7 +1,7 @@
 import { BlockList } from 'node:net';
 import t from 'tap';
 import { withoutParams } from '../../proxy/normalize.js';
-import type { DeviceContext, NetworkContext, RequestContext, RequestFacts, SessionFacts } from '../../proxy/policy/context.js';
+import type { DeviceContext, GrantFacts, NetworkContext, RequestContext, RequestFacts, SessionFacts } from '../../proxy/policy/context.js';
 import type { Criterion, Predicate } from '../../proxy/policy/criterion.js';
 import { CRITERIA } from '../../proxy/policy/criteria/index.js';
 import { acr } from '../../proxy/policy/criteria/acr.js';
@@ -63,6 +63,7 @@ interface Overrides {
   time?: number;
   request?: Partial<RequestFacts>;
   risk?: number;
+  grants?: GrantFacts[];
 }
 
 /** A request context: Alice, signed in an hour ago, on a trusted workstation, unless told otherwise. */
@@ -75,6 +76,8 @@ function ctx(o: Overrides = {}): RequestContext {
     time: o.time ?? NOW,
     request: { method: 'GET', host: 'app.hospital.example', path: '/', ...o.request },
     risk: o.risk ?? 0,
+    grants: o.grants ?? [],
+    breakGlass: undefined,
   };
 }
 
@@ -92,10 +95,10 @@ function refusals(criterion: Criterion<unknown>, input: unknown): string[] {
 // ---------------------------------------------------------------------------------------
 // The registry
 
-t.test('CRITERIA holds each of the 20 criteria under its own config name', async (t) => {
+t.test('CRITERIA holds each of the 21 criteria under its own config name', async (t) => {
   const expectedNames = ['authenticated', 'user', 'email', 'domain', 'groups', 'claim', 'amr', 'acr', 'authAge', 'sessionAge', 'idle',
-    'device', 'cidr', 'country', 'timeWindow', 'method', 'path', 'fhirResource', 'scope', 'risk'];
-  t.same([...CRITERIA.keys()].sort(), [...expectedNames].sort(), 'exactly the 20 criteria, no more, no fewer');
+    'device', 'cidr', 'country', 'timeWindow', 'method', 'path', 'fhirResource', 'scope', 'risk', 'grant'];
+  t.same([...CRITERIA.keys()].sort(), [...expectedNames].sort(), 'exactly the 21 criteria, no more, no fewer');
   for (const [key, criterion] of CRITERIA) {
     t.equal(criterion.name, key, `${key} is registered under its own name`);
     t.match(criterion.passReason, /^[a-z]+(?:-[a-z]+)*-ok$/, `${key}'s pass reason is a kebab-case code ending -ok`);
@@ -115,6 +118,7 @@ t.test('CRITERIA holds each of the 20 criteria under its own config name', async
   t.same(reasons('fhirResource'), ['fhir-resource-ok', 'fhir-resource-unauthorized', 'request', false], 'fhirResource: codes, category, no identity needed');
   t.same(reasons('scope'), ['scope-ok', 'scope-insufficient', 'scope', true], 'scope: codes, category, needs identity');
   t.same(reasons('risk'), ['risk-ok', 'risk-too-high', 'risk', false], 'risk: codes, category, no identity needed');
+  t.same(reasons('grant'), ['grant-ok', 'grant-missing', 'grant', true], 'grant: codes, category, needs identity');
 });
 
 // ---------------------------------------------------------------------------------------
@@ -252,7 +256,7 @@ t.test('every criterion that reads the identity fails (never throws) without one
   const values: Record<string, unknown> = {
     authenticated: true, user: ['dr.alice'], email: ['alice@hospital.example'], domain: ['hospital.example'], groups: ['clinicians'],
     claim: { name: 'department', values: ['cardiology'] }, amr: ['hwk'], acr: ['phr'], authAge: '1h', sessionAge: '12h', idle: '1h',
-    scope: { all: ['x'], smart: { base: '/fhir' } },
+    scope: { all: ['x'], smart: { base: '/fhir' } }, grant: true,
   };
   for (const [name, criterion] of CRITERIA) {
     if (!criterion.needsIdentity) continue;
@@ -260,6 +264,23 @@ t.test('every criterion that reads the identity fails (never throws) without one
     const test = compiled(criterion, values[name]);
     t.equal(test(ctx({ identity: 'none' })), false, `${name} fails an anonymous request`);
   }
+});
+
+t.test('grant: an approved grant for the route whose window holds the request\'s time, and whose narrowing covers it', async (t) => {
+  const grant = CRITERIA.get('grant')!;
+  const held = compiled(grant, true);
+  const window = { id: 'g_1', notBefore: NOW - 60_000, notAfter: NOW + 60_000, paths: undefined, methods: undefined };
+  t.equal(held(ctx()), false, 'no grant: fails');
+  t.equal(held(ctx({ grants: [window] })), true, 'a grant in force: passes');
+  t.equal(held(ctx({ grants: [{ ...window, notBefore: NOW + 1 }] })), false, 'before the window opens: fails');
+  t.equal(held(ctx({ grants: [{ ...window, notAfter: NOW }] })), false, 'at the window\'s end: fails (the end is not included)');
+  t.equal(held(ctx({ grants: [{ ...window, notAfter: NOW }, window] })), true, 'any one grant in force is enough');
+  t.equal(held(ctx({ grants: [window], identity: 'none' })), false, 'no identity: fails, whatever the context says');
+  const narrow = { ...window, paths: ['/logs'], methods: ['GET'] };
+  t.equal(held(ctx({ grants: [narrow], request: { path: '/logs/2026' } })), true, 'inside the grant\'s paths and methods: passes');
+  t.equal(held(ctx({ grants: [narrow], request: { path: '/logsx' } })), false, 'paths match on segment boundaries');
+  t.equal(held(ctx({ grants: [narrow], request: { path: '/logs', method: 'DELETE' } })), false, 'another method: fails');
+  t.same(refusals(grant, false), ['expected grant: true (a grant approved for this route, in force now)'], 'only true is a grant rule');
 });
 
 // ---------------------------------------------------------------------------------------
@@ -622,7 +643,7 @@ t.test('no predicate throws, whatever the context holds', async (t) => {
     device: { trusted: true, maxPostureAge: '1h', ids: ['ws-0042'] }, cidr: ['10.0.0.0/8', 'fd00::/8'], country: ['GB'],
     timeWindow: { days: ['fri'], hours: '22:00-06:00', timeZone: 'Europe/London' }, method: ['GET'], path: ['/api'],
     fhirResource: { base: '/fhir', types: ['Observation'], compartments: ['Patient'], interactions: ['search'] },
-    scope: { all: ['a'], any: ['b'], smart: { base: '/fhir' } }, risk: 50,
+    scope: { all: ['a'], any: ['b'], smart: { base: '/fhir' } }, risk: 50, grant: true,
   };
   const odd: RequestContext[] = [
     ctx({ identity: 'none', session: 'none' }),
@@ -640,6 +661,7 @@ t.test('no predicate throws, whatever the context holds', async (t) => {
     ctx({ device: { observedAt: Number.NaN, id: undefined, problem: 'posture-invalid' } }),
     ctx({ session: { createdAt: Number.NaN, lastSeenAt: Number.NaN } }),
     ctx({ risk: Number.NaN }),
+    ctx({ grants: [{ id: 'g', notBefore: Number.NaN, notAfter: Number.NaN, paths: [], methods: [] }] }),
   ];
   for (const [name, criterion] of CRITERIA) {
     const test = compiled(criterion, values[name]);

@@ -33,6 +33,8 @@ const ctx: RequestContext = {
   time: Date.UTC(2026, 10, 24, 10),
   request: { method: 'GET', host: 'app.test', path: '/' },
   risk: 0,
+  grants: [],
+  breakGlass: undefined,
 };
 
 function route(id: string, decideFn: CompiledRoute['policy']['decide']): CompiledRoute {

@@ -45,6 +45,8 @@ t.test('a full context becomes the RequestContext the gateway would build', asyn
     time: '2026-11-24T10:00:00Z',
     request: { method: 'POST', path: '/chart/notes', host: 'epic.test' },
     risk: 20,
+    grants: [{ notBefore: '2026-11-24T09:00:00Z', notAfter: NOW + 3_600_000, paths: ['/chart'] }],
+    breakGlass: { endsAt: '2026-11-24T11:00:00Z' },
   }, OPTIONS);
   t.same(ctx, {
     identity: {
@@ -60,6 +62,8 @@ t.test('a full context becomes the RequestContext the gateway would build', asyn
     time: NOW,
     request: { method: 'POST', host: 'epic.test', path: '/chart/notes' },
     risk: 20,
+    grants: [{ id: 'g_explain', notBefore: NOW - 3_600_000, notAfter: NOW + 3_600_000, paths: ['/chart'], methods: undefined }],
+    breakGlass: { id: 'bg_explain', endsAt: NOW + 3_600_000 },
   }, 'authTime in epoch seconds, other times in epoch ms, the zone offset applied, the country upper-cased, a trusted device derived');
 });
 
@@ -72,6 +76,7 @@ t.test('a minimal context: anonymous, unknown device, now, GET on the route\'s h
   t.equal(ctx.time, NOW, 'time defaults to now');
   t.same(ctx.request, { method: 'GET', host: 'epic.test', path: '/chart' }, 'GET on the route\'s host');
   t.equal(ctx.risk, 0, 'risk defaults to 0');
+  t.same([ctx.grants, ctx.breakGlass], [[], undefined], 'no grants and no break-glass by default');
   t.equal(parseContext({ ...MINIMAL, identity: null }, OPTIONS).identity, undefined, 'identity: null is anonymous too');
 });
 
@@ -120,7 +125,10 @@ const BAD: Bad[] = [
     message: 'ctx.json: network: expected a mapping such as { "ip": "10.1.2.3", "country": "GB" }, got nothing\n'
       + 'ctx.json: request: expected a mapping such as { "method": "GET", "path": "/chart" }, got nothing',
   },
-  { name: 'an unknown top-level key', input: { ...MINIMAL, user: 'x' }, message: 'ctx.json: user: unknown key "user": expected identity, session, device, network, time, request, risk' },
+  { name: 'an unknown top-level key', input: { ...MINIMAL, user: 'x' }, message: 'ctx.json: user: unknown key "user": expected identity, session, device, network, time, request, risk, grants, breakGlass' },
+  { name: 'grants without a person', input: { ...MINIMAL, grants: [{ notBefore: NOW, notAfter: NOW + 1 }] }, message: 'ctx.json: grants: grants belong to a signed-in person; give an identity, or leave grants out' },
+  { name: 'a grant that ends before it starts', input: { ...MINIMAL, identity: { sub: 'a' }, grants: [{ notBefore: NOW, notAfter: NOW }] }, message: 'ctx.json: grants[0].notAfter: a grant\'s window ends after it starts' },
+  { name: 'break-glass without a person', input: { ...MINIMAL, breakGlass: { endsAt: NOW } }, message: 'ctx.json: breakGlass: break-glass access belongs to a signed-in person; give an identity, or leave breakGlass out' },
   { name: 'identity of the wrong kind', input: { ...MINIMAL, identity: 'dr.alice' }, message: 'ctx.json: identity: expected a mapping such as { "sub": "dr.alice" }, or null for an anonymous request, got "dr.alice"' },
   { name: 'an identity without sub', input: { ...MINIMAL, identity: { groups: [] } }, message: 'ctx.json: identity.sub: expected a subject such as "dr.alice", got nothing' },
   { name: 'an empty sub', input: { ...MINIMAL, identity: { sub: '' } }, message: 'ctx.json: identity.sub: expected a subject such as "dr.alice", got an empty string' },

@@ -10,6 +10,7 @@ import { device } from './device.js';
 import { domain } from './domain.js';
 import { email } from './email.js';
 import { fhirResource } from './fhirResource.js';
+import { grant } from './grant.js';
 import { groups } from './groups.js';
 import { idle } from './idle.js';
 import { method } from './method.js';
@@ -29,7 +30,7 @@ const ALL: readonly Criterion<unknown>[] = [
   authenticated, user, email, domain, groups, claim,
   amr, acr, authAge, sessionAge, idle,
   device, cidr, country, timeWindow,
-  method, path, fhirResource, scope, risk,
+  method, path, fhirResource, scope, risk, grant,
 ];
 
 export const CRITERIA: ReadonlyMap<string, Criterion<unknown>> = new Map(ALL.map((criterion) => [criterion.name, criterion]));

@@ -2,6 +2,16 @@ import { pathPrefixSchema } from '../../../config/path-prefix.js';
 import { defineCriterion } from '../criterion.js';
 import { listOf } from './values.js';
 
+/** `path` is one of `prefixes` or lies below one, on segment boundaries. */
+export function underAny(path: string, prefixes: readonly string[]): boolean {
+  for (let i = 0; i < prefixes.length; i++) {
+    const prefix = prefixes[i]!;
+    if (prefix === '/') return true;
+    if (path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47)) return true;
+  }
+  return false;
+}
+
 /**
  * `path: [/api/reports, /static]`: the request's path is one of these prefixes or lies
  * below one, on segment boundaries (`/api` holds `/api/x`, not `/apix`); `/` holds every
@@ -18,13 +28,6 @@ export const path = defineCriterion({
   compile(prefixes) {
     if (prefixes.includes('/')) return () => true;
     const list = [...new Set(prefixes)];
-    return (ctx) => {
-      const requested = ctx.request.path;
-      for (let i = 0; i < list.length; i++) {
-        const prefix = list[i]!;
-        if (requested.startsWith(prefix) && (requested.length === prefix.length || requested.charCodeAt(prefix.length) === 47)) return true;
-      }
-      return false;
-    };
+    return (ctx) => underAny(ctx.request.path, list);
   },
 });
