@@ -86,6 +86,7 @@ allow:
   - name: vendor-hours
     all:
       - groups: [vendor-support]
+      - grant: true
       - amr: [hwk]
       - cidr: [203.0.113.0/24]
       - timeWindow: { days: [mon, tue, wed, thu, fri], hours: "08:00-18:00", timeZone: Europe/London }
@@ -168,9 +169,14 @@ function context(fields) {
     time: NOW,
     request: { method: 'GET', host: 'epic.hospital.example', path: '/chart/patient/123' },
     risk: 5,
+    grants: [],
+    breakGlass: undefined,
     ...fields,
   };
 }
+
+/** The vendor's approved grant for the route, in force now. */
+const VENDOR_GRANT = [{ id: 'g_bench', notBefore: NOW - 3_600_000, notAfter: NOW + 3_600_000, paths: undefined, methods: undefined }];
 
 /** [kind, expected outcome, context]: who asks what, and what they should get. */
 const KINDS = [
@@ -200,10 +206,12 @@ const KINDS = [
   ['vendor out of hours', 'deny', context({
     identity: person('vendor.dave', { email: 'dave@vendor.example', groups: ['vendor-support'], amr: ['hwk'] }),
     network: { ip: '203.0.113.9', country: 'GB' },
+    grants: VENDOR_GRANT,
   })],
   ['vendor writing', 'deny', context({
     identity: person('vendor.dave', { email: 'dave@vendor.example', groups: ['vendor-support'], amr: ['hwk'] }),
     network: { ip: '203.0.113.9', country: 'GB' },
+    grants: VENDOR_GRANT,
     request: { method: 'POST', host: 'epic.hospital.example', path: '/chart/patient/123/notes' },
   })],
   ['clinician on untrusted device', 'deny', context({
