@@ -1,17 +1,19 @@
-import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { copyFile, link, mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { WardgateError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isDurableKey } from './durable.js';
+import { takeLock } from './file-lock.js';
+import { damageMessage, delLine, describe, FileStoreError, keepDamaged, readJournal, replay, saddLine, setLine, snapshot, sremLine, writeJournal, type Entry, type RecoveryReport } from './journal.js';
 import { checkMember, checkTtl, MemoryStore, StoreClosedError, StoreWrongTypeError, toText, type MemoryStoreOptions } from './memory.js';
 import { StoreUnavailableError, type Json } from './store.js';
 
+export { FileStoreError, type DroppedLine, type FileStoreErrorCode, type IndexRepair, type RecoveryReport } from './journal.js';
+
 /*
  * The file store: a MemoryStore whose durable keys (grants, break-glass records, ... see
- * durable.ts) are also written to an append-only journal, one self-checking JSON line per
- * change, so they survive a restart or a crash. Everything else stays in memory only.
+ * durable.ts) are also written to an append-only journal (journal.ts), one self-checking
+ * JSON line per change, so they survive a restart or a crash. Everything else stays in
+ * memory only. One process owns the file at a time (file-lock.ts).
  *
  * Durability: a change to a durable key resolves only once its line has been written and
  * fdatasync()ed. Changes made while a sync is in flight wait and share the next write and
@@ -32,6 +34,14 @@ import { StoreUnavailableError, type Json } from './store.js';
  * Durable keys live in a map of their own, outside the LRU: an evicted grant would be a
  * grant silently withdrawn, and an evicted revocation one silently restored.
  *
+ * Recovery, at open (details at the top of journal.ts): a last line a crash cut short was
+ * never acknowledged and is dropped. A damaged complete line is lost, key and all, so it
+ * may have revoked any grant: every grant and break-glass record last written before it is
+ * removed (fail closed), those written after it stay, other records keep their last valid
+ * value, and the index sets are made to list exactly the records that survived. The file
+ * as found is copied aside first and the log names everything dropped, removed and
+ * relisted (RecoveryReport). A file with content but no valid record is refused.
+ *
  * Compaction rewrites the live state to `<path>.tmp`, syncs it, renames it over the
  * journal and syncs the directory, so a crash at any point leaves either the old journal
  * or the new one. It runs at open and whenever the journal has grown past `compactAfter`
@@ -41,27 +51,6 @@ import { StoreUnavailableError, type Json } from './store.js';
 
 /** Journal lines after which compaction is considered. */
 export const DEFAULT_COMPACT_AFTER = 10_000;
-
-const VERSION = 1;
-/** How every journal line begins: recognises a first write that a crash cut short. */
-const RECORD_START = `{"v":${VERSION},"op":"`;
-
-export type FileStoreErrorCode =
-  /** The file cannot be read, is not a regular file, or holds no store records at all. */
-  | 'store-file-invalid'
-  /** Another live process owns the file. */
-  | 'store-file-locked'
-  /** The directory, the file, the lock or the copy of a damaged file cannot be written. */
-  | 'store-file-unwritable';
-
-/** The store file cannot be used; the process must not start on it. */
-export class FileStoreError extends WardgateError {
-  readonly file: string;
-  constructor(code: FileStoreErrorCode, file: string, message: string, options?: ErrorOptions) {
-    super(code, message, options);
-    this.file = file;
-  }
-}
 
 export interface FileStoreOptions extends MemoryStoreOptions {
   /** The journal. Created with its directory (mode 0700) and mode 0600 when absent. */
@@ -74,43 +63,6 @@ export interface FileStoreOptions extends MemoryStoreOptions {
   /** Default DEFAULT_COMPACT_AFTER. */
   compactAfter?: number;
 }
-
-export interface DroppedLine {
-  /** 1-based line number in the file as it was found (and as kept in `damagedCopy`). */
-  line: number;
-  reason: string;
-  /** The key the line names, as far as it can still be read. */
-  key?: string;
-}
-
-/** What open() found in the file. */
-export interface RecoveryReport {
-  /** Complete, valid records applied (expired ones included). */
-  recovered: number;
-  /** Lines that were not applied. */
-  dropped: DroppedLine[];
-  /**
-   * Keys removed because a damaged line named them and no later record replaced them:
-   * their last change is lost, and serving the state before it could restore a revoked
-   * grant. Removing fails closed; the damaged copy still holds what was there.
-   */
-  removed: string[];
-  /** Where the file was copied before it was rewritten; set when something was dropped. */
-  damagedCopy?: string;
-}
-
-/**
- * A durable entry. `deadline` is on the store's monotonic clock; while the journal is
- * replayed it holds the wall-clock `exp` instead, and is rebased once replay is done.
- */
-type Entry = { kind: 'value'; text: string; deadline: number } | { kind: 'set'; members: Set<string>; deadline: number };
-
-type JournalRecord =
-  | { op: 'set'; key: string; value: Json; exp: number }
-  | { op: 'del'; key: string }
-  /** `new`: this member started the set (it was absent or expired), replacing whatever the key held. */
-  | { op: 'sadd'; key: string; member: string; exp: number; new: boolean }
-  | { op: 'srem'; key: string; member: string };
 
 /** A call waiting for its line to be durable. compact() waits without a line. */
 interface Pending {
@@ -160,7 +112,7 @@ export class FileStore extends MemoryStore {
   }
 
   /**
-   * Locks the file, reads it, recovers what it can (see RecoveryReport), compacts it and
+   * Locks the file (file-lock.ts), reads it, recovers what it can (journal.ts), compacts it and
    * returns the store. Refuses (FileStoreError) a file another live process owns, one
    * that cannot be read, and one with content but no valid record at all: that is not a
    * store file, or not one that can be trusted, and starting empty would discard it.
@@ -179,12 +131,12 @@ export class FileStore extends MemoryStore {
     const releaseLock = await takeLock(path, options.logger);
     let handle: FileHandle | undefined;
     try {
-      const replayed = replay(await readJournal(path));
+      const replayed = replay(await readJournal(path), wallClock());
       if (replayed.refusal !== undefined) {
         throw new FileStoreError('store-file-invalid', path, `${path} is not a wardgate store file (${replayed.refusal}) and holds no valid store record; refusing to start on it rather than replace it. Check store.path, or move the file away if it is not needed.`);
       }
-      const { entries: table, recovered, dropped, removed } = replayed;
-      const recovery: RecoveryReport = { recovered, dropped, removed };
+      const { entries: table, recovered, dropped, removed, repaired } = replayed;
+      const recovery: RecoveryReport = { recovered, dropped, removed, repaired };
       if (dropped.length > 0) {
         recovery.damagedCopy = await keepDamaged(path, wallClock);
         options.logger.error({ file: path, ...recovery }, damageMessage(path, recovery));
@@ -452,337 +404,6 @@ interface Opened {
   lines: number;
 }
 
-/**
- * `table` as journal lines, with expiry times as of `wall`; drops what has expired from
- * it. Synchronous, so it is one moment's state.
- */
-function snapshot(table: Map<string, Entry>, now: number, wall: number): { text: string; lines: number } {
-  const parts: string[] = [];
-  for (const [key, entry] of table) {
-    if (now > entry.deadline) {
-      table.delete(key);
-      continue;
-    }
-    const exp = Math.round(wall + (entry.deadline - now));
-    if (entry.kind === 'value') {
-      parts.push(setLine(key, entry.text, exp));
-    } else {
-      let first = true;
-      for (const member of entry.members) {
-        parts.push(saddLine(key, member, exp, first));
-        first = false;
-      }
-    }
-  }
-  return { text: parts.join(''), lines: parts.length };
-}
-
-/**
- * Replaces the journal at `path` with `text`: written to `<path>.tmp`, synced, renamed
- * over it, and the directory synced, so a crash leaves the old file or the new one, whole.
- * Returns the new file's handle, positioned at its end, for the appends that follow.
- */
-async function writeJournal(path: string, text: string): Promise<FileHandle> {
-  const tmp = `${path}.tmp`;
-  const handle = await open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-    await rename(tmp, path);
-    await syncDirectory(dirname(path));
-  } catch (err) {
-    await handle.close().catch(() => {});
-    throw err;
-  }
-  return handle;
-}
-
 function weight(entry: Entry): number {
   return entry.kind === 'value' ? 1 : entry.members.size;
 }
-
-// Journal lines. Each is `{"v":1,<fields>,"sum":"<hex>"}` where the sum is the first 16 hex
-// digits of the SHA-256 of the same line without it (`{"v":1,<fields>}`): it catches a
-// line that still parses after a bit flip, such as a changed expiry or grant id.
-
-function setLine(key: string, text: string, exp: number): string {
-  return seal(`"op":"set","key":${JSON.stringify(key)},"value":${text},"exp":${exp}`);
-}
-
-function delLine(key: string): string {
-  return seal(`"op":"del","key":${JSON.stringify(key)}`);
-}
-
-function saddLine(key: string, member: string, exp: number, fresh: boolean): string {
-  return seal(`"op":"sadd","key":${JSON.stringify(key)},"member":${JSON.stringify(member)},"exp":${exp},"new":${fresh}`);
-}
-
-function sremLine(key: string, member: string): string {
-  return seal(`"op":"srem","key":${JSON.stringify(key)},"member":${JSON.stringify(member)}`);
-}
-
-function seal(fields: string): string {
-  return `{"v":${VERSION},${fields},"sum":"${checksum(`{"v":${VERSION},${fields}}`)}"}\n`;
-}
-
-function checksum(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16);
-}
-
-// `s`: JSON text may hold U+2028/U+2029 unescaped, which `.` does not match otherwise.
-const SEALED = /^(\{.*),"sum":"([0-9a-f]{16})"\}$/s;
-const KEY_FIELD = /"key":("(?:[^"\\]|\\.)*")/;
-
-/** A journal line (without its newline) as a record, or why it is not one. */
-function decode(line: string): { record: JournalRecord } | { reason: string } {
-  const sealed = SEALED.exec(line);
-  if (sealed === null) return { reason: 'not a store record (no checksum)' };
-  const body = `${sealed[1]}}`;
-  if (checksum(body) !== sealed[2]) return { reason: 'checksum mismatch: the line changed after it was written' };
-  // The body is `{...}`: if it parses, it is an object.
-  let fields: Partial<Record<string, Json>>;
-  try {
-    fields = JSON.parse(body) as Partial<Record<string, Json>>;
-  } catch {
-    return { reason: 'not JSON, though its checksum matches' };
-  }
-  if (fields.v !== VERSION) return { reason: `journal version ${JSON.stringify(fields.v)}, expected ${VERSION}` };
-  const { op, key, value, exp, member } = fields;
-  if (typeof key !== 'string' || key === '') return { reason: 'no key' };
-  const timed = typeof exp === 'number' && Number.isFinite(exp);
-  switch (op) {
-    case 'set':
-      return value !== undefined && timed ? { record: { op, key, value, exp } } : { reason: 'set without a value or an expiry' };
-    case 'del':
-      return { record: { op, key } };
-    case 'sadd':
-      return typeof member === 'string' && timed && typeof fields.new === 'boolean' ? { record: { op, key, member, exp, new: fields.new } } : { reason: 'sadd without a member, an expiry or new' };
-    case 'srem':
-      return typeof member === 'string' ? { record: { op, key, member } } : { reason: 'srem without a member' };
-    default:
-      return { reason: `unknown op ${JSON.stringify(op)}` };
-  }
-}
-
-/** The key a damaged line names, when it can still be read. */
-function keyOf(line: string): string | undefined {
-  const match = KEY_FIELD.exec(line);
-  if (match === null) return undefined;
-  try {
-    const key = JSON.parse(match[1]!) as unknown;
-    return typeof key === 'string' && key !== '' ? key : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Applies `record`; returns why it does not fit the records before it, if it does not. */
-function apply(entries: Map<string, Entry>, record: JournalRecord): string | undefined {
-  switch (record.op) {
-    case 'set':
-      entries.set(record.key, { kind: 'value', text: JSON.stringify(record.value), deadline: record.exp });
-      return undefined;
-    case 'del':
-      entries.delete(record.key);
-      return undefined;
-    case 'sadd': {
-      const entry = entries.get(record.key);
-      if (record.new || entry === undefined) {
-        entries.set(record.key, { kind: 'set', members: new Set([record.member]), deadline: record.exp });
-        return undefined;
-      }
-      if (entry.kind !== 'set') return 'adds to a set, but the key holds a value';
-      entry.members.add(record.member);
-      entry.deadline = record.exp;
-      return undefined;
-    }
-    case 'srem': {
-      const entry = entries.get(record.key);
-      if (entry === undefined) return undefined;
-      if (entry.kind !== 'set') return 'removes from a set, but the key holds a value';
-      entry.members.delete(record.member);
-      if (entry.members.size === 0) entries.delete(record.key);
-      return undefined;
-    }
-  }
-}
-
-interface Replayed {
-  /** Deadlines are wall-clock `exp` here. */
-  entries: Map<string, Entry>;
-  recovered: number;
-  dropped: DroppedLine[];
-  removed: string[];
-  /** Why the file is refused, when it is. */
-  refusal?: string;
-}
-
-/**
- * Applies every complete, valid line of `text` in order. A last line without its newline
- * is a write a crash cut short: it was never acknowledged, so it is dropped and the state
- * before it stands. A complete line that is damaged is a record that was acknowledged
- * and then lost; the key it names, unless a later record replaced that key outright, is
- * removed (see RecoveryReport.removed).
- */
-function replay(text: string): Replayed {
-  const entries = new Map<string, Entry>();
-  const dropped: DroppedLine[] = [];
-  /** Keys named by damaged lines and not replaced since. */
-  const doubtful = new Set<string>();
-  let recovered = 0;
-  const lines = text.split('\n');
-  // split() gives at least one piece: the text after the last newline, '' when it ends in one.
-  const tail = lines.pop()!;
-  lines.forEach((line, index) => {
-    const drop = (reason: string, key: string | undefined): void => {
-      if (key !== undefined) doubtful.add(key);
-      dropped.push(key === undefined ? { line: index + 1, reason } : { line: index + 1, reason, key });
-    };
-    const decoded = decode(line);
-    if ('reason' in decoded) {
-      drop(decoded.reason, keyOf(line));
-      return;
-    }
-    const { record } = decoded;
-    const conflict = apply(entries, record);
-    if (conflict !== undefined) {
-      drop(conflict, record.key);
-      return;
-    }
-    recovered++;
-    if (record.op === 'set' || record.op === 'del' || (record.op === 'sadd' && record.new)) doubtful.delete(record.key);
-  });
-  if (tail !== '') dropped.push({ line: lines.length + 1, reason: 'incomplete: the file ends inside this line (a write cut short, never acknowledged)' });
-  const removed = [...doubtful].filter((key) => entries.delete(key));
-  const replayed: Replayed = { entries, recovered, dropped, removed };
-  // A store file always has whole records, except for a very first write cut short.
-  const firstWriteCut = lines.length === 0 && (tail.startsWith(RECORD_START) || RECORD_START.startsWith(tail));
-  if (recovered === 0 && dropped.length > 0 && !firstWriteCut) replayed.refusal = `line 1: ${dropped[0]!.reason}`;
-  return replayed;
-}
-
-function damageMessage(path: string, recovery: RecoveryReport): string {
-  const lines = recovery.dropped.map((d) => `line ${d.line}${d.key === undefined ? '' : ` (${JSON.stringify(d.key)})`}: ${d.reason}`).join('; ');
-  const removed = recovery.removed.length === 0 ? '' : ` Removed ${recovery.removed.map((key) => JSON.stringify(key)).join(', ')}: a damaged line held their last change, so what came before it may be stale (a revoked grant would be active again).`;
-  return `the store file ${path} was damaged: recovered ${recovery.recovered} records, dropped ${recovery.dropped.length} lines (${lines}).${removed} The file as found is kept at ${recovery.damagedCopy}.`;
-}
-
-async function readJournal(path: string): Promise<string> {
-  try {
-    const info = await stat(path);
-    if (!info.isFile()) throw new FileStoreError('store-file-invalid', path, `${path} is not a regular file; store.path must name the store's journal file`);
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if (err instanceof FileStoreError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw new FileStoreError('store-file-invalid', path, `cannot read the store file ${path}: ${describe(err)}`, { cause: err });
-  }
-}
-
-/** Copies the damaged file aside before compaction rewrites it, so nothing is destroyed. */
-async function keepDamaged(path: string, wallClock: () => number): Promise<string> {
-  const copy = `${path}.damaged-${new Date(wallClock()).toISOString()}`;
-  try {
-    await copyFile(path, copy, constants.COPYFILE_EXCL);
-    const handle = await open(copy, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch (err) {
-    throw new FileStoreError('store-file-unwritable', path, `the store file ${path} is damaged and cannot be copied to ${copy} before it is repaired: ${describe(err)}`, { cause: err });
-  }
-  return copy;
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  // A rename is durable only once the directory that holds it is.
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-const LOCK_CONTENT = /^([1-9]\d*)\n$/;
-
-/**
- * Takes `<path>.lock` for this process; returns its release. The lock holds the owner's
- * pid: a lock whose process is alive refuses, one whose process is gone (a crash, a
- * SIGKILL) is taken over. A pid reused by an unrelated process keeps the lock: the
- * message says how to check and clear it. Two processes taking over the same stale lock
- * at the same moment could both succeed: this guards against a second wardgate on the
- * same file and a restart after a crash, not against a race between two starts.
- */
-async function takeLock(path: string, logger: Logger): Promise<() => Promise<void>> {
-  const lock = `${path}.lock`;
-  const mine = `${process.pid}\n`;
-  const draft = `${lock}.${process.pid}`;
-  const unwritable = (err: unknown): FileStoreError => new FileStoreError('store-file-unwritable', path, `cannot create the lock ${lock}: ${describe(err)}`, { cause: err });
-  try {
-    await writeFile(draft, mine, { mode: 0o600 });
-  } catch (err) {
-    throw unwritable(err);
-  }
-  try {
-    // link() creates the lock with its content in one step, or fails if it exists: no
-    // other process can ever see the lock without its owner's pid.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await link(draft, lock);
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw unwritable(err);
-        if (attempt === 3) throw new FileStoreError('store-file-locked', path, `${path} is locked by ${lock}, which keeps being taken by other processes`);
-      }
-      const holder = await lockHolder(path, lock);
-      if (holder === undefined) continue;
-      if (isAlive(holder)) {
-        throw new FileStoreError('store-file-locked', path, `${path} is in use by process ${holder} (lock ${lock}): only one wardgate may own a store file. If no wardgate runs as process ${holder}, remove ${lock}.`);
-      }
-      logger.warn({ file: path, lock, pid: holder }, 'taking over the store lock of a process that is gone');
-      await rm(lock, { force: true });
-    }
-  } finally {
-    await rm(draft, { force: true });
-  }
-  return async () => {
-    try {
-      if ((await readFile(lock, 'utf8')) === mine) await rm(lock, { force: true });
-    } catch (err) {
-      logger.warn({ file: path, lock, err }, 'could not release the store lock');
-    }
-  };
-}
-
-/** The pid in the lock; undefined when the lock has just gone. */
-async function lockHolder(path: string, lock: string): Promise<number | undefined> {
-  let content: string;
-  try {
-    content = await readFile(lock, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new FileStoreError('store-file-locked', path, `${path} is locked by ${lock}, which cannot be read: ${describe(err)}`, { cause: err });
-  }
-  const match = LOCK_CONTENT.exec(content);
-  if (match === null) throw new FileStoreError('store-file-locked', path, `${path} is locked by ${lock}, which holds no process id; if no wardgate runs, remove it`);
-  return Number(match[1]);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists, under another user.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-

@@ -12,7 +12,7 @@ export async function openStore(config: StoreConfig, logger: Logger, options: Pi
   const memory: MemoryStoreOptions = { max: config.maxEntries, ...options };
   if (config.type === 'memory') return new MemoryStore(memory);
   const store = await FileStore.open({ ...memory, path: config.path, logger });
-  const { recovered, dropped, removed, damagedCopy } = store.recovery;
-  logger.info({ file: store.path, recovered, dropped: dropped.length, removed: removed.length, damagedCopy, entries: store.size }, 'store file opened');
+  const { recovered, dropped, removed, repaired, damagedCopy } = store.recovery;
+  logger.info({ file: store.path, recovered, dropped: dropped.length, removed: removed.length, repaired: repaired.length, damagedCopy, entries: store.size }, 'store file opened');
   return store;
 }

@@ -114,7 +114,7 @@ t.test('every acknowledged write survives SIGKILL, round after round', async (t)
     let resurrected = 0;
     for (const id of revoked) if ((await store.get(`grant:${id}`)) !== undefined || listed.has(id)) resurrected++;
     const unacked = [...listed].filter((id) => id.startsWith(`${run}-`) && !acked.has(id)).length;
-    const { dropped, removed } = store.recovery;
+    const { dropped, removed, repaired } = store.recovery;
     await store.close();
 
     t.same(lost, [], `${run}: all ${live.size} acknowledged grants so far are there`);
@@ -122,6 +122,7 @@ t.test('every acknowledged write survives SIGKILL, round after round', async (t)
     t.equal(resurrected, 0, `${run}: all ${revoked.size} acknowledged revocations hold`);
     t.ok(dropped.length <= 1 && dropped.every((d) => /incomplete/.test(d.reason)), `${run}: at most a write cut short was dropped: ${JSON.stringify(dropped)}`);
     t.same(removed, [], `${run}: nothing had to be removed`);
+    t.same(repaired, [], `${run}: nor any index repaired`);
     t.ok(warnings.some((msg) => /taking over the store lock/.test(msg)), `${run}: the dead writer's lock was taken over`);
     t.comment(`${run}: killed after ${acked.size} acks (${deleted.size} revocations, ${interrupted.length} cut short); ${unacked} unacknowledged grants had made it too; dropped ${dropped.length} line(s)`);
   }

@@ -1,13 +1,15 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import t, { type Test } from 'tap';
+import { clearOverride, listOverrides, setOverride } from '../../plugins/device/overrides.js';
 import { DEFAULT_STORE_PATH, storeSchema } from '../../proxy/store/config.js';
-import { DURABLE_PREFIXES, isDurableKey } from '../../proxy/store/durable.js';
+import { ACCESS_PREFIXES, DURABLE_INDEXES, DURABLE_PREFIXES, isAccessKey, isDurableKey } from '../../proxy/store/durable.js';
+import { processIdentity } from '../../proxy/store/file-lock.js';
 import { FileStore, FileStoreError, type FileStoreOptions } from '../../proxy/store/file.js';
 import { IpcPeerSet, IpcStore, serveStore, type StoreMessage } from '../../proxy/store/ipc.js';
 import { MemoryStore, StoreClosedError, StoreWrongTypeError } from '../../proxy/store/memory.js';
@@ -76,6 +78,18 @@ t.test('isDurableKey: grants, their indexes, break-glass, device overrides and s
   t.same(DURABLE_PREFIXES, ['grant:', 'grants:', 'break-glass:', 'device-override:', 'subject:']);
   for (const key of ['grant:g_1', 'grants:all', 'break-glass:bg_1', 'break-glass:all', 'device-override:d1', 'subject:u1']) t.ok(isDurableKey(key), key);
   for (const key of ['session:1', 'grant-lock:g_1', 'replay:x', 'Grant:g_1', '']) t.notOk(isDurableKey(key), key);
+});
+
+t.test('access prefixes and index sets: what recovery removes and what it relists', async (t) => {
+  t.same(ACCESS_PREFIXES, ['grant:', 'break-glass:']);
+  for (const key of ['grant:g_1', 'break-glass:bg_1']) t.ok(isAccessKey(key), key);
+  for (const key of ['grants:all', 'grant-lock:g_1', 'break-glass-lock:bg_1', 'device-override:d1', 'subject:user:u1']) t.notOk(isAccessKey(key), key);
+  t.same(DURABLE_INDEXES, [
+    { key: 'grants:all', prefix: 'grant:' },
+    { key: 'break-glass:all', prefix: 'break-glass:' },
+    { key: 'device-override:', prefix: 'device-override:' },
+  ]);
+  for (const { key, prefix } of DURABLE_INDEXES) t.ok(isDurableKey(key) && isDurableKey(`${prefix}x`), `${key} and what it lists are durable`);
 });
 
 t.test('every operation on a durable key survives close and reopen', async (t) => {
@@ -342,7 +356,7 @@ t.test('a truncated last line (a write cut short) is dropped and reported; the r
   const damaged = readFileSync(path);
 
   const again = await open();
-  t.match(again.recovery, { recovered: 2, dropped: [{ line: 3, reason: /incomplete/ }], removed: [] });
+  t.match(again.recovery, { recovered: 2, dropped: [{ line: 3, reason: /incomplete/ }], removed: [], repaired: [] }, 'a write cut short was never acknowledged: nothing else is doubted');
   t.equal(await again.get('grant:a'), 'a');
   t.equal(await again.get('grant:b'), 'b');
   t.equal(await again.get('grant:c'), undefined, 'the unfinished write did not happen');
@@ -357,7 +371,7 @@ t.test('a truncated last line (a write cut short) is dropped and reported; the r
   await again.close();
 
   const third = await open();
-  t.same(third.recovery, { recovered: 2, dropped: [], removed: [] }, 'and opens cleanly afterwards');
+  t.same(third.recovery, { recovered: 2, dropped: [], removed: [], repaired: [] }, 'and opens cleanly afterwards');
 });
 
 /** Changes one character inside the value of the `index`th line (0-based), keeping the line valid JSON. */
@@ -371,7 +385,7 @@ function flipInLine(path: string, index: number, from: string, to: string): void
   writeFileSync(path, lines.join('\n'));
 }
 
-t.test('a flipped byte in a middle line is caught by its checksum; later lines are still recovered', async (t) => {
+t.test('a flipped byte in a middle line is caught by its checksum; access records before it are removed, later lines recovered', async (t) => {
   const { path, open, logs } = fixture(t);
   const store = await open();
   await store.set('grant:a', { route: 'epic' }, LONG);
@@ -382,8 +396,8 @@ t.test('a flipped byte in a middle line is caught by its checksum; later lines a
   const damaged = readFileSync(path);
 
   const again = await open();
-  t.match(again.recovery, { recovered: 2, dropped: [{ line: 2, reason: /checksum/, key: 'grant:b' }], removed: [] });
-  t.same(await again.get('grant:a'), { route: 'epic' });
+  t.match(again.recovery, { recovered: 2, dropped: [{ line: 2, reason: /checksum/, key: 'grant:b' }], removed: ['grant:a'] });
+  t.equal(await again.get('grant:a'), undefined, 'the line before it may be what the damaged line changed');
   t.equal(await again.get('grant:b'), undefined, 'the altered record is not served');
   t.same(await again.get('grant:c'), { route: 'lab' }, 'the line after it is');
   t.same(readFileSync(again.recovery.damagedCopy!), damaged, 'the damaged file is kept');
@@ -405,7 +419,7 @@ t.test('a damaged file that cannot be copied aside is not rewritten', async (t) 
   t.equal(readFileSync(first.recovery.damagedCopy!, 'utf8'), '{"v":1,"op":"se', 'and so is the earlier copy');
 });
 
-t.test('a lost change is not undone by serving the state before it: the key is removed (fail closed)', async (t) => {
+t.test('a lost change is not undone by serving the state before it: the grant is removed (fail closed)', async (t) => {
   const { path, open, logs } = fixture(t);
   const store = await open();
   await store.set('grant:x', { state: 'active' }, LONG);
@@ -420,9 +434,10 @@ t.test('a lost change is not undone by serving the state before it: the key is r
 
   const again = await open();
   t.equal(await again.get('grant:x'), undefined, 'the revoked grant does not come back as active');
-  t.same(await again.get('grant:y'), { state: 'active', again: true }, 'a key a later record replaced is kept');
-  t.same(await again.members('grants:all'), ['x'], 'other keys are untouched');
+  t.same(await again.get('grant:y'), { state: 'active', again: true }, 'a grant a later record replaced is kept');
+  t.same(await again.members('grants:all'), ['y'], 'the index lists the grant that is left, and only it');
   t.same(again.recovery.removed, ['grant:x']);
+  t.same(again.recovery.repaired, [{ key: 'grants:all', added: ['y'], removed: ['x'] }]);
   t.same(again.recovery.dropped.map((d) => [d.line, d.key]), [[2, 'grant:x'], [4, 'grant:y']]);
   t.match(logs.find((line) => line.level === ERROR)?.msg, /Removed "grant:x"/);
 });
@@ -475,8 +490,140 @@ t.test('records that are intact but make no sense are dropped with the reason', 
     [15, 'not a store record (no checksum)', undefined],
   ]);
   t.equal(again.recovery.recovered, 5, 'the value, a no-op removal and the set\'s three changes');
-  t.same(again.recovery.removed, ['grant:v'], 'a key named by a dropped record is removed');
+  t.same(again.recovery.removed, ['grant:v'], 'the grant written before the dropped lines is removed');
+  t.same(again.recovery.repaired, [], 'no index set to repair');
   t.same(await again.members('grants:ok'), ['b']);
+});
+
+/** The 0-based index of the one line of the file that contains `fragment`. */
+function lineWith(path: string, fragment: string): number {
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const found = lines.flatMap((line, index) => (line.includes(fragment) ? [index] : []));
+  if (found.length !== 1) throw new Error(`${found.length} lines hold ${fragment}`);
+  return found[0]!;
+}
+
+const QUARANTINE = { compliant: false, by: 'security', reason: 'reported stolen', at: 1_700_000_000_000 };
+
+t.test('a damaged line may have changed any record: every access record last written before it is removed', async (t) => {
+  // The revocation of g_a is damaged: its key flipped to another grant's, or made unreadable.
+  // Either way the key it shows cannot be trusted, so it cannot say which grant to remove.
+  const damages: [string, string, string][] = [
+    ['the key flipped to another grant id', '"key":"grant:g_a"', '"key":"grant:g_b"'],
+    ['the key unreadable', '"key":"grant:g_a"', '"kex":"grant:g_a"'],
+    ['the value unreadable', '"revoked"', '"revoked\\u0000"'],
+  ];
+  for (const [name, from, to] of damages) {
+    await t.test(name, async (t) => {
+      const { path, open, logs } = fixture(t);
+      const store = await open();
+      await store.set('grant:g_a', { state: 'approved' }, LONG);
+      await store.addMember('grants:all', 'g_a', LONG);
+      await store.set('grant:g_b', { state: 'approved' }, LONG);
+      await store.addMember('grants:all', 'g_b', LONG);
+      await store.set('break-glass:bg_1', { state: 'active' }, LONG);
+      await store.addMember('break-glass:all', 'bg_1', LONG);
+      await setOverride(store, 'laptop-1', QUARANTINE);
+      await store.set('subject:user:u1', { sub: 'u1' }, LONG);
+      await store.set('grant:g_a', { state: 'revoked' }, LONG);
+      await store.set('grant:g_c', { state: 'approved' }, LONG);
+      await store.addMember('grants:all', 'g_c', LONG);
+      await store.set('break-glass:bg_2', { state: 'active' }, LONG);
+      await store.addMember('break-glass:all', 'bg_2', LONG);
+      await store.set('grant:g_b', { state: 'approved', renewed: true }, LONG);
+      await store.close();
+      const damaged = lineWith(path, '"revoked"');
+      flipInLine(path, damaged, from, to);
+
+      const again = await open();
+      t.match(again.recovery.dropped, [{ line: damaged + 1, reason: /checksum/ }]);
+      t.equal(await again.get('grant:g_a'), undefined, 'the revoked grant does not come back approved');
+      t.equal(await again.get('break-glass:bg_1'), undefined, 'a break-glass use that may have been ended is not served');
+      t.same(await again.get('grant:g_c'), { state: 'approved' }, 'a grant written after the damaged line is kept');
+      t.same(await again.get('break-glass:bg_2'), { state: 'active' }, 'and so is a break-glass record');
+      t.same(await again.get('grant:g_b'), { state: 'approved', renewed: true }, 'and a grant rewritten after it');
+      t.same(await again.get('subject:user:u1'), { sub: 'u1' }, 'other records keep their last valid value');
+      t.match(await listOverrides(again), [{ deviceId: 'laptop-1', compliant: false }], 'a quarantine stays: removing it would fail open');
+      t.same(again.recovery.removed, ['break-glass:bg_1', 'grant:g_a']);
+      t.same(await again.members('grants:all'), ['g_b', 'g_c'], 'the removed grant is unlisted');
+      t.same(await again.members('break-glass:all'), ['bg_2']);
+      t.same(again.recovery.repaired, [
+        { key: 'grants:all', added: [], removed: ['g_a'] },
+        { key: 'break-glass:all', added: [], removed: ['bg_1'] },
+      ]);
+      const error = logs.find((line) => line.level === ERROR);
+      t.match(error?.msg, /Removed "break-glass:bg_1", "grant:g_a"/);
+      t.match(error, { removed: ['break-glass:bg_1', 'grant:g_a'], repaired: again.recovery.repaired });
+      await again.close();
+
+      const third = await open();
+      t.same(third.recovery, { recovered: 9, dropped: [], removed: [], repaired: [] }, 'the repair was written: the next open is clean');
+    });
+  }
+});
+
+t.test('a damaged line in an index set keeps the set, which then lists exactly the surviving records', async (t) => {
+  const { path, open, logs } = fixture(t);
+  const store = await open();
+  for (const device of ['laptop-1', 'laptop-2', 'laptop-3', 'laptop-4']) await setOverride(store, device, QUARANTINE);
+  await clearOverride(store, 'laptop-4', 'security');
+  await store.close();
+  flipInLine(path, lineWith(path, '"op":"sadd","key":"device-override:","member":"laptop-2"'), 'laptop-2', 'laptop-9');
+  flipInLine(path, lineWith(path, '"op":"srem","key":"device-override:","member":"laptop-4"'), 'laptop-4', 'laptop-8');
+
+  const again = await open();
+  t.equal(again.recovery.dropped.length, 2);
+  t.same((await listOverrides(again)).map((o) => o.deviceId), ['laptop-1', 'laptop-2', 'laptop-3'], 'every quarantine is still listed, the lost addition included');
+  t.same(again.recovery.removed, []);
+  t.same(again.recovery.repaired, [{ key: 'device-override:', added: ['laptop-2'], removed: ['laptop-4'] }], 'the lost removal is made too');
+  t.match(logs.find((line) => line.level === ERROR)?.msg, /Index sets made to list exactly the surviving records: "device-override:" listed "laptop-2", unlisted "laptop-4"\./);
+});
+
+t.test('after a damaged index line, records written later stay listed, and every surviving record is listed', async (t) => {
+  const { path, open } = fixture(t);
+  const store = await open();
+  await store.set('break-glass:bg_old', { state: 'active' }, LONG);
+  await store.addMember('break-glass:all', 'bg_old', LONG);
+  await store.set('break-glass:bg_new', { state: 'active' }, LONG);
+  await store.addMember('break-glass:all', 'bg_new', LONG);
+  // A record whose index entry is missing, as a hand edit could leave it.
+  await store.set('grant:g_unlisted', { state: 'approved' }, LONG);
+  await store.close();
+  flipInLine(path, lineWith(path, '"member":"bg_old"'), 'bg_old', 'bg_olx');
+
+  const again = await open();
+  t.same(again.recovery.removed, ['break-glass:bg_old'], 'written before the damaged line: removed');
+  t.same(await again.members('break-glass:all'), ['bg_new'], 'the use written after it is still on the review list');
+  t.same(await again.members('grants:all'), ['g_unlisted'], 'a surviving record is listed');
+  t.same(again.recovery.repaired, [{ key: 'grants:all', added: ['g_unlisted'], removed: [] }]);
+  await again.close();
+  const third = await open();
+  t.same(await third.members('grants:all'), ['g_unlisted'], 'the new index entry was written, with the index\'s own expiry');
+});
+
+t.test('after a damaged last line: an index left empty goes, a value where an index belongs stays, what expired is not reported', async (t) => {
+  const wall = manualClock(1_700_000_000_000);
+  const { path, open } = fixture(t, { wallClock: wall.now });
+  const store = await open();
+  await store.set('grant:g_1', { state: 'approved' }, LONG);
+  await store.addMember('grants:all', 'g_1', LONG);
+  await store.set('grant:g_short', { state: 'approved' }, 1_000);
+  await store.set('device-override:', 'not an index', LONG);
+  await store.set('device-override:laptop-1', QUARANTINE, LONG);
+  await store.set('subject:user:u1', { sub: 'u1' }, LONG);
+  await store.close();
+  // The last line, whole with its newline: acknowledged, so not a write cut short.
+  flipInLine(path, lineWith(path, 'subject:user:u1'), 'u1', 'u2');
+  wall.advance(2_000);
+
+  const again = await open();
+  t.match(again.recovery.dropped, [{ reason: /checksum/ }]);
+  t.same(again.recovery.removed, ['grant:g_1'], 'the grant that had expired anyway is not reported');
+  t.same(again.recovery.repaired, [{ key: 'grants:all', added: [], removed: ['g_1'] }]);
+  t.same(await again.members('grants:all'), []);
+  t.equal(await again.get('device-override:'), 'not an index', 'a value is not made into an index');
+  t.same(await again.get('device-override:laptop-1'), QUARANTINE);
+  t.equal(await again.get('subject:user:u1'), undefined, 'the damaged record itself is lost');
 });
 
 t.test('open refuses what it cannot set up, and leaves no lock behind', async (t) => {
@@ -523,8 +670,9 @@ t.test('a very first write cut short is a store file, not a foreign one', async 
 t.test('only one process owns the file: a live owner refuses, a dead one is taken over', async (t) => {
   const { path, open, logs } = fixture(t);
   const first = await open();
-  t.equal(readFileSync(`${path}.lock`, 'utf8'), `${process.pid}\n`);
-  await t.rejects(open(), { code: 'store-file-locked', message: new RegExp(`in use by process ${process.pid}`) });
+  const lock = readFileSync(`${path}.lock`, 'utf8');
+  t.match(lock, new RegExp(`^${process.pid} \\S+\\n$`), 'the lock holds our pid and identity');
+  await t.rejects(open(), { code: 'store-file-locked', message: new RegExp(`in use by process ${process.pid}, this one`) }, 'open already in this process');
   await first.close();
   t.notOk(existsSync(`${path}.lock`), 'close releases the lock');
 
@@ -533,12 +681,44 @@ t.test('only one process owns the file: a live owner refuses, a dead one is take
   await new Promise((resolve) => child.once('exit', resolve));
   writeFileSync(`${path}.lock`, `${dead}\n`);
   const second = await open();
-  t.equal(readFileSync(`${path}.lock`, 'utf8'), `${process.pid}\n`, 'the stale lock was taken over');
-  t.match(logs.find((line) => line.level === WARN), { pid: dead, msg: /taking over the store lock/ });
+  t.equal(readFileSync(`${path}.lock`, 'utf8'), lock, 'the stale lock was taken over');
+  t.match(logs.find((line) => line.level === WARN), { pid: dead, msg: /taking over the store lock: process \d+ is gone/ });
   await second.close();
 
   writeFileSync(`${path}.lock`, 'not a pid');
   await t.rejects(open(), { code: 'store-file-locked', message: /holds no process id/ }, 'a lock without a pid is not guessed at');
+});
+
+t.test('a lock that holds this process\'s own pid is left from an earlier life: in a container node is PID 1 at every start', async (t) => {
+  const { path, open, logs } = fixture(t);
+  mkdirSync(join(path, '..'), { recursive: true });
+  for (const content of [`${process.pid}\n`, `${process.pid} an-earlier-life\n`]) {
+    writeFileSync(`${path}.lock`, content);
+    const store = await open();
+    t.match(readFileSync(`${path}.lock`, 'utf8'), new RegExp(`^${process.pid} \\S+\\n$`), `${JSON.stringify(content)} was taken over`);
+    t.match(logs.findLast((line) => line.level === WARN), { pid: process.pid, msg: /taking over the store lock: it holds this process's own pid/ });
+    await store.close();
+  }
+  t.equal(logs.filter((line) => line.level === WARN).length, 2);
+});
+
+t.test('a lock whose pid now belongs to another process is taken over', { skip: existsSync('/proc/self/stat') ? false : 'needs /proc' }, async (t) => {
+  const { path, open, logs } = fixture(t);
+  await (await open()).close();
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  await once(child, 'spawn');
+  const pid = child.pid!;
+  const identity = await processIdentity(pid);
+  t.match(identity, /^\S+$/, `process ${pid} is ${identity}`);
+  writeFileSync(`${path}.lock`, `${pid} ${identity}\n`);
+  await t.rejects(open(), { code: 'store-file-locked', message: new RegExp(`in use by process ${pid}`) }, 'the process that wrote it still runs');
+  writeFileSync(`${path}.lock`, `${pid}\n`);
+  await t.rejects(open(), { code: 'store-file-locked' }, 'a lock without the identity: whether the pid was reused cannot be told');
+  writeFileSync(`${path}.lock`, `${pid} 00000000-0000-0000-0000-000000000000@1\n`);
+  const store = await open();
+  t.match(logs.find((line) => line.level === WARN), { pid, msg: /taking over the store lock: process \d+ is another process now .*: the pid was reused/ });
+  await store.close();
 });
 
 t.test('a failed write rejects its calls with StoreUnavailableError, is logged, and the store carries on', async (t) => {
