@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.js';
-import type { Identity } from '../identity/identity.js';
+import { verifiedEmail, type Identity } from '../identity/identity.js';
 import type { BreakGlassFacts, GrantFacts } from '../policy/context.js';
 import type { Json, Store } from '../store/store.js';
 import { breakGlassState, type BreakGlass } from './break-glass.js';
@@ -35,6 +35,8 @@ export class GrantBook {
   private breakGlass = new Map<string, BreakGlass>();
   /** Ids a message touched while a reread was under way: the reread must not undo them. */
   private touched: Set<string> | undefined;
+  /** The reread under way: two at once could let the older one's snapshot win. */
+  private loading: Promise<void> | undefined;
   private readonly grantRecords: Records<Grant>;
   private readonly breakGlassRecords: Records<BreakGlass>;
   private readonly now: () => number;
@@ -52,8 +54,15 @@ export class GrantBook {
     this.timer.unref();
   }
 
-  /** Reads every record from the store; at start, and then now and again. */
-  async load(): Promise<void> {
+  /** Reads every record from the store; at start, and then now and again. One at a time. */
+  load(): Promise<void> {
+    this.loading ??= this.reread().finally(() => {
+      this.loading = undefined;
+    });
+    return this.loading;
+  }
+
+  private async reread(): Promise<void> {
     const touched = new Set<string>();
     this.touched = touched;
     try {
@@ -87,7 +96,8 @@ export class GrantBook {
   grantsFor(identity: Identity | undefined, routeId: string): readonly GrantFacts[] {
     if (!identity || this.grants.size === 0) return NONE;
     let facts: GrantFacts[] | undefined;
-    const keys = identity.email ? [`user:${identity.sub}`, `email:${identity.email.toLowerCase()}`] : [`user:${identity.sub}`];
+    const email = verifiedEmail(identity);
+    const keys = email ? [`user:${identity.sub}`, `email:${email.toLowerCase()}`] : [`user:${identity.sub}`];
     for (const key of keys) {
       const held = this.grants.get(key);
       if (!held) continue;

@@ -74,15 +74,23 @@ export class BreakGlassService {
     const terms = this.termsFor(routeId, actor.groups);
     if (!terms) throw new GrantError('break-glass-not-allowed', `${actor.principal.id} is not in a group that may break the glass on "${routeId}"`);
     if (reason.length < 10) throw new GrantError('break-glass-not-allowed', 'say why, in at least 10 characters: the security team reviews every use');
-    const active = (await this.records.all()).find((r) => r.route === routeId && r.user.id === actor.principal.id && breakGlassState(r, now) === 'active');
-    if (active) throw new GrantError('break-glass-already-active', `emergency access to "${routeId}" is already open until ${new Date(active.endsAt).toISOString()} (${active.id})`);
+    // One start at a time per person and route: a form sent twice must not open two
+    // records, of which ending one would leave the other in force.
+    return this.records.exclusive(`${actor.principal.id} ${routeId}`, async () => {
+      const active = (await this.records.all()).find((r) => r.route === routeId && r.user.id === actor.principal.id && breakGlassState(r, now) === 'active');
+      if (active) throw new GrantError('break-glass-already-active', `emergency access to "${routeId}" is already open until ${new Date(active.endsAt).toISOString()} (${active.id})`);
+      return this.open(routeId, actor, reason, terms.duration, now);
+    });
+  }
+
+  private async open(routeId: string, actor: Actor, reason: string, duration: number, now: number): Promise<BreakGlass> {
     const record: BreakGlass = {
       id: newId('bg'),
       route: routeId,
       user: { ...actor.principal, groups: [...actor.groups] },
       reason,
       startedAt: now,
-      endsAt: now + terms.duration,
+      endsAt: now + duration,
       ended: undefined,
       reviewed: undefined,
     };
@@ -107,6 +115,7 @@ export class BreakGlassService {
   async review(id: string, by: Principal, note: string): Promise<BreakGlass> {
     const now = this.now();
     const record = await this.records.update(id, () => new GrantError('break-glass-not-found', `no break-glass record ${id}`), (current) => {
+      if (current.user.id === by.id) throw new GrantError('break-glass-not-allowed', 'nobody reviews their own emergency access');
       if (current.reviewed) throw new GrantError('break-glass-already-reviewed', `${id} was reviewed by ${current.reviewed.by.id}`);
       const reviewed: BreakGlass = { ...current, reviewed: { by, at: now, note } };
       return { record: reviewed, ttlMs: this.keepFor(reviewed, now) };

@@ -35,6 +35,8 @@ export interface ChangeMessage {
 const LOCK_TTL_MS = 5_000;
 const LOCK_WAIT_MS = 3_000;
 const LOCK_RETRY_MS = 10;
+// Time left on the lock below which a change is not written: the write itself takes some.
+const LOCK_MARGIN_MS = 1_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -84,21 +86,36 @@ export class Records<T extends { id: string }> {
    * Runs `change` on the current record under its lock and stores what it returns; the
    * change throws a GrantError to refuse, and then nothing is written.
    */
-  async update(id: string, notFound: () => GrantError, change: (record: T) => { record: T; ttlMs: number }): Promise<T> {
-    const lock = `${this.prefix.replace(/:$/, '-lock:')}${id}`;
-    const deadline = Date.now() + LOCK_WAIT_MS;
-    while (!(await this.store.add(lock, 1, LOCK_TTL_MS))) {
-      if (Date.now() >= deadline) throw new GrantError('grant-busy', `${id} is being changed by someone else; try again`);
-      await sleep(LOCK_RETRY_MS);
-    }
-    try {
+  update(id: string, notFound: () => GrantError, change: (record: T) => { record: T; ttlMs: number }): Promise<T> {
+    return this.exclusive(id, async (stillHeld) => {
       const current = await this.get(id);
       if (!current) throw notFound();
       const { record, ttlMs } = change(current);
+      // A lock that ran out while we read may be someone else's now: their change wins.
+      if (!stillHeld()) throw new GrantError('grant-busy', `${id} took too long to change; try again`);
       await this.put(record, ttlMs);
       return record;
+    });
+  }
+
+  /**
+   * Runs `work` holding the lock called `name` (one holder across every process sharing
+   * the store). The lock expires by itself, so a crashed holder frees it; `stillHeld` says
+   * whether it has not yet, and only the holder's own lock is released.
+   */
+  async exclusive<R>(name: string, work: (stillHeld: () => boolean) => Promise<R>): Promise<R> {
+    const lock = `${this.prefix.replace(/:$/, '-lock:')}${name}`;
+    const token = randomBytes(12).toString('base64url');
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    while (!(await this.store.add(lock, token, LOCK_TTL_MS))) {
+      if (Date.now() >= deadline) throw new GrantError('grant-busy', `${name} is being changed by someone else; try again`);
+      await sleep(LOCK_RETRY_MS);
+    }
+    const acquired = Date.now();
+    try {
+      return await work(() => Date.now() - acquired < LOCK_TTL_MS - LOCK_MARGIN_MS);
     } finally {
-      await this.store.delete(lock);
+      if ((await this.store.get(lock)) === token) await this.store.delete(lock);
     }
   }
 

@@ -46,7 +46,10 @@ export class GrantService {
   /** True when the actor approves, denies and revokes grants. */
   isApprover(actor: Actor): boolean {
     const { groups, principals } = this.options.config.approvers;
-    return actor.groups.some((group) => groups.includes(group)) || principals.includes(actor.principal.id);
+    // Listed principals are service callers: a person whose subject happens to read
+    // `client:servicenow` is not the ticketing system.
+    return actor.groups.some((group) => groups.includes(group))
+      || (actor.principal.kind !== 'user' && principals.includes(actor.principal.id));
   }
 
   /** True when the actor may ask for access for themselves on the access page. */

@@ -1,4 +1,4 @@
-import type { Identity } from './identity.js';
+import { verifiedEmail, type Identity } from './identity.js';
 import type { Store } from '../store/store.js';
 import type { GrantSubject } from '../grants/grant.js';
 
@@ -20,10 +20,11 @@ export interface SubjectEntry {
 const KEEP_MS = 400 * 24 * 3_600_000;
 
 /** Records a sign-in. Called when a session is made; bearer clients are not people. */
-export async function recordSubject(store: Store, identity: Pick<Identity, 'sub' | 'email' | 'name'>, now: number): Promise<void> {
-  const entry: SubjectEntry = { sub: identity.sub, email: identity.email, name: identity.name, lastSignIn: now };
+export async function recordSubject(store: Store, identity: Pick<Identity, 'sub' | 'email' | 'name' | 'claims'>, now: number): Promise<void> {
+  const email = verifiedEmail(identity);
+  const entry: SubjectEntry = { sub: identity.sub, email, name: identity.name, lastSignIn: now };
   await store.set(`subject:user:${identity.sub}`, { ...entry }, KEEP_MS);
-  if (identity.email) await store.set(`subject:email:${identity.email.toLowerCase()}`, identity.sub, KEEP_MS);
+  if (email) await store.set(`subject:email:${email.toLowerCase()}`, identity.sub, KEEP_MS);
 }
 
 /** True when the subject has signed in before, or is an email in a domain the config names. */

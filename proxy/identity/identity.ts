@@ -31,3 +31,12 @@ export interface Identity extends AuthStrength {
   /** Every claim of the ID token (sessions) or access token (bearer), for the `claim` criterion. */
   claims: Readonly<Record<string, unknown>>;
 }
+
+/**
+ * The identity's email when the IdP vouches for it (`email_verified: true`). Only such an
+ * email may stand for the person in a grant: an IdP with self-registration or guest
+ * accounts would otherwise let anyone claim a vendor's address.
+ */
+export function verifiedEmail(identity: Pick<Identity, 'email' | 'claims'>): string | undefined {
+  return identity.email !== undefined && identity.claims['email_verified'] === true ? identity.email : undefined;
+}

@@ -130,7 +130,7 @@ export class AccessPage {
         + `<input type="hidden" name="csrf" value="${escapeHtml(csrf.token(PURPOSE, ex.canonical!.host, visitor.sessionId))}">`
         + `<label for="route">Application</label><select id="route" name="route" required>${routes.map((id) => option(id, id, id === values.route)).join('')}</select>`
         + `<label for="path">Only under this path (optional)</label><input type="text" id="path" name="path" placeholder="/api" value="${escapeHtml(values.path)}">`
-        + `<label><input type="checkbox" name="readOnly" value="1"${values.readOnly ? ' checked' : ''}> Read only (GET and HEAD requests only)</label>`
+        + `<label><input type="checkbox" name="readOnly" value="1"${values.readOnly ? ' checked' : ''}> Read only (GET and HEAD requests only, no WebSockets such as a terminal)</label>`
         + `<label for="start">Start, in UTC (leave empty to start now)</label><input type="datetime-local" id="start" name="start" value="${escapeHtml(values.start)}">`
         + `<label for="duration">For</label><select id="duration" name="duration">${this.lengths.map((minutes) => option(String(minutes), span(minutes * 60_000), String(minutes) === values.duration)).join('')}</select>`
         + `<label for="justification">Why you need it (approvers read this)</label><textarea id="justification" name="justification" required minlength="10" maxlength="2000">${escapeHtml(values.justification)}</textarea>`

@@ -92,7 +92,8 @@ export class BreakGlassPage {
 
   /** `return` as a routed path on this host: a single leading slash, no scheme, no host. */
   private target(ex: Exchange, raw: string | null): Target | undefined {
-    if (!raw || raw.length > 4096 || !raw.startsWith('/') || raw.startsWith('//') || raw.startsWith('/\\')) return undefined;
+    // Printable ASCII only: it ends up in a Location header, which takes nothing else.
+    if (!raw || raw.length > 4096 || !raw.startsWith('/') || raw.startsWith('//') || raw.startsWith('/\\') || /[^\x21-\x7e]/.test(raw)) return undefined;
     const normalized = normalizeRequest('GET', raw, ['host', ex.canonical!.authority]);
     if (!normalized.ok) return undefined;
     const { host, path, routingPath, query } = normalized.request;

@@ -51,7 +51,9 @@ export function buildContext(ex: Exchange, auth: Authentication, providers: Cont
   const partial: PartialContext = {
     identity: identified ? auth.identity : undefined,
     session: identified && auth.session ? { createdAt: auth.session.createdAt, lastSeenAt: auth.session.lastSeenAt } : undefined,
-    request: { method: canonical.method, host: canonical.host, path: canonical.routingPath },
+    request: ex.req.headers.upgrade === undefined
+      ? { method: canonical.method, host: canonical.host, path: canonical.routingPath }
+      : { method: canonical.method, host: canonical.host, path: canonical.routingPath, websocket: true },
     time: providers.now(),
   };
   partial.network = providers.network.provide(ex, partial);

@@ -242,7 +242,9 @@ export function compilePolicy(config: PolicyConfig, options: PolicyOptions): Com
 
   function decide(ctx: RequestContext): Decision {
     const decision = judge(ctx);
-    if (decision.outcome === 'allow' || !breakGlassGroups || !ctx.breakGlass || !ctx.identity || ctx.time >= ctx.breakGlass.endsAt) return decision;
+    // A person in a browser session only: an API token with the same subject (a SMART
+    // app's, say) keeps its scopes and rules.
+    if (decision.outcome === 'allow' || !breakGlassGroups || !ctx.breakGlass || ctx.identity?.kind !== 'session' || ctx.time >= ctx.breakGlass.endsAt) return decision;
     // Still in the group now: leaving it (or being taken out) ends emergency access too.
     return ctx.identity.groups.some((group) => breakGlassGroups.has(group)) ? brokeGlass : decision;
   }

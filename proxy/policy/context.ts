@@ -64,6 +64,11 @@ export interface RequestFacts {
    * read it so, or a deny rule on /admin could be walked round).
    */
   path: string;
+  /**
+   * A WebSocket handshake: a GET that opens a channel both ways. A grant narrowed to methods
+   * (read only, say) must not open one, since what flows over it is no longer a GET.
+   */
+  websocket?: boolean;
 }
 
 /** An approved grant the person holds on this route (proxy/grants/); in force between its times. */

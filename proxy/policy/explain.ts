@@ -45,9 +45,10 @@ import { POLICY_ERROR, type Decision } from './decision.js';
  *                                         // pass or fail them silently
  *     "time": "2026-11-24T10:00:00Z",     // or epoch ms; default now. Give it (with a zone:
  *                                         // Z or +01:00) for an answer that stays the same
- *     "request": { "method": "GET", "path": "/chart", "host": "epic.example" },
+ *     "request": { "method": "GET", "path": "/chart", "host": "epic.example", "websocket": false },
  *                                         // method default GET, host default the route's;
- *                                         // path required, canonical, and routed to this route
+ *                                         // path required, canonical, and routed to this route;
+ *                                         // websocket: a WebSocket handshake (default false)
  *     "risk": 0,                          // 0 to 100, default 0
  *     "grants": [{ "notBefore": ISO or ms, "notAfter": ISO or ms, "paths": ["/x"], "methods": ["GET"] }],
  *                                         // approved grants the identity holds on this route;
@@ -183,7 +184,9 @@ const requestSchema = z.strictObject({
         : `expected a canonical host name (lower case, no port), got ${shown(input)}: wardgate would route ${shown(canonical)}; write that` });
     }
   }).optional(),
-}, { error: mappingOf('method, path, host', 'a mapping such as { "method": "GET", "path": "/chart" }') });
+  /** A WebSocket handshake (a GET): grants narrowed to methods do not open one. */
+  websocket: z.boolean({ error: expected('true or false') }).optional(),
+}, { error: mappingOf('method, path, host, websocket', 'a mapping such as { "method": "GET", "path": "/chart" }') });
 
 const contextSchema = z.strictObject({
   identity: identitySchema.nullable().optional(),
@@ -376,7 +379,9 @@ export function parseContext(input: unknown, options: ContextOptions): RequestCo
     device,
     network: { ip: given.network.ip, country: given.network.country },
     time,
-    request: { method: given.request.method, host, path: withoutParams(path) },
+    request: given.request.websocket
+      ? { method: given.request.method, host, path: withoutParams(path), websocket: true }
+      : { method: given.request.method, host, path: withoutParams(path) },
     risk: given.risk,
     grants: given.grants.map((grant) => ({ id: grant.id, notBefore: grant.notBefore, notAfter: grant.notAfter, paths: grant.paths, methods: grant.methods })),
     breakGlass: given.breakGlass,

@@ -334,7 +334,7 @@ const grantFor = (user: string, window = windowOf(0, HOUR)): Body => ({
   ticket: 'CHG-1042',
 });
 
-await recordSubject(gateway.store, { sub: API_CLIENT.id, email: undefined, name: undefined }, now());
+await recordSubject(gateway.store, { sub: API_CLIENT.id, email: undefined, name: undefined, claims: {} }, now());
 
 t.test('a grant through its whole life: asked, approved by two approvers, in force, revoked', async (t) => {
   t.equal((await routed('vendor.localhost', apiAuth)).status, 403, 'before: the subject cannot reach the vendor route');

@@ -159,6 +159,13 @@ t.test('a grant narrowed to a path and GET opens only that', async (t) => {
   t.equal((await dave.navigate(vendorUrl('/logs/today'))).status, 200, 'GET under /logs');
   t.equal((await dave.navigate(vendorUrl('/console'))).status, 403, 'another path');
   t.equal((await dave.navigate(vendorUrl('/logs/today'), { method: 'POST', body: 'x' })).status, 403, 'another method');
+  const ws = new WebSocket(`ws://127.0.0.1:${rig.port}/logs/tail`, { headers: { host: `vendor.localhost:${rig.port}`, cookie: dave.cookieHeader(vendorUrl('/logs/tail')) } });
+  const status = await new Promise<number>((resolve) => {
+    ws.once('unexpected-response', (_req, res: IncomingMessage) => resolve(res.statusCode ?? 0));
+    ws.once('open', () => resolve(101));
+    ws.once('error', () => resolve(0));
+  });
+  t.equal(status, 403, 'and no WebSocket under /logs: its handshake is a GET, but a read-only grant opens no channel both ways');
   await grants!.revoke(grant.id, ERIN, 'done');
 });
 

@@ -117,7 +117,9 @@ t.test('who may ask: requesters for themselves, approvers for someone known; oth
   await refused(t, grants.request(ask(), ITSM), 'grant-subject-unknown');
   const byDomain = await grants.request(ask({ subject: { email: 'new.engineer@devicevendor.example' } }), ITSM);
   t.same(byDomain.subject, { email: 'new.engineer@devicevendor.example' }, 'an email in subjectDomains needs no earlier sign-in');
-  await recordSubject(store, { sub: 'vendor.eve', email: 'Eve@Other.example', name: 'Eve' }, START);
+  await recordSubject(store, { sub: 'vendor.eve', email: 'Eve@Other.example', name: 'Eve', claims: { email_verified: true } }, START);
+  await recordSubject(store, { sub: 'vendor.mallory', email: 'mallory@other.example', name: 'Mallory', claims: {} }, START);
+  t.notOk(await isKnownSubject(store, { email: 'mallory@other.example' }, []), 'an email the IdP did not verify makes nobody known by it');
   t.ok(await isKnownSubject(store, { email: 'eve@other.example' }, []), 'a signed-in person is known by email, in any case');
   const forEve = await grants.request(ask({ subject: { user: 'vendor.eve' } }), ERIN);
   t.equal(forEve.requester.id, 'admin.erin');
@@ -132,6 +134,7 @@ t.test('n of m: two approvals needed, nobody approves twice or their own, and th
   t.equal(once.status, 'requested', 'one of two approvals: still a request');
   t.equal(once.approvals.length, 1);
   await refused(t, grants.approve(grant.id, FRANK), 'grant-already-approved');
+  await refused(t, grants.approve(grant.id, { principal: { kind: 'user', id: 'client:itsm' }, groups: [] }), 'grant-approver-not-allowed');
   const twice = await grants.approve(grant.id, ITSM);
   t.equal(twice.status, 'approved', 'the second approver completes it');
   await refused(t, grants.approve(grant.id, person('sec.gina', ['security-admins'])), 'grant-not-pending');
@@ -139,7 +142,7 @@ t.test('n of m: two approvals needed, nobody approves twice or their own, and th
 
 t.test('the subject never approves their own access, even when someone else asked for it', async (t) => {
   const { store, grants } = rig();
-  await recordSubject(store, { sub: 'sec.frank', email: 'frank@hospital.example', name: 'Frank' }, START);
+  await recordSubject(store, { sub: 'sec.frank', email: 'frank@hospital.example', name: 'Frank', claims: { email_verified: true } }, START);
   const forFrank = await grants.request(ask({ subject: { user: 'sec.frank' } }), ERIN);
   await refused(t, grants.approve(forFrank.id, FRANK), 'grant-self-approval');
   const byEmail = await grants.request(ask({ subject: { email: 'FRANK@hospital.example' } }), ITSM).catch(() => undefined);
@@ -220,7 +223,7 @@ t.test('request input: shape checked before the service sees it', async (t) => {
 
 const identity = (sub: string, email: string | undefined, groups: string[] = []): Identity => ({
   kind: 'session', sub, email, name: undefined, groups, idpSid: undefined, sessionId: 's', scopes: [], amr: [], acr: undefined,
-  authTime: undefined, expiresAt: START + 12 * HOUR, claims: {},
+  authTime: undefined, expiresAt: START + 12 * HOUR, claims: email ? { email_verified: true } : {},
 });
 
 t.test('the book: each process\'s copy, changed before the publish resolves, so a revocation holds at once', async (t) => {
@@ -239,6 +242,7 @@ t.test('the book: each process\'s copy, changed before the publish resolves, so 
   const byEmail = await grants.request(ask({ subject: { email: 'DAVE@devicevendor.example' } }), ITSM);
   await grants.approve(byEmail.id, ERIN);
   t.equal(book.grantsFor(identity('other-sub', 'Dave@DeviceVendor.example'), 'vendor').length, 1, 'an email subject matches the signed-in email, in any case');
+  t.equal(book.grantsFor({ ...identity('other-sub', 'dave@devicevendor.example'), claims: {} }, 'vendor').length, 0, 'but only an email the IdP verified');
   await grants.revoke(grant.id, ERIN, 'done');
   t.same(book.grantsFor(dave, 'vendor').map((g) => g.id), [byEmail.id], 'revoked: gone from the book when revoke resolved');
   t.same(changes, ['grant-requested', 'grant-approved', 'grant-requested', 'grant-approved', 'grant-revoked']);
@@ -289,12 +293,14 @@ t.test('break-glass: who may, a reason, one at a time, end and review once', asy
   await glass.end(record.id, ERIN.principal);
   t.equal(book.breakGlassFor(alice, 'epic'), undefined, 'ended: gone from the book at once');
   await refused(t, glass.end(record.id, ERIN.principal), 'break-glass-already-ended');
+  await refused(t, glass.review(record.id, ALICE.principal, 'it was justified'), 'break-glass-not-allowed');
   await glass.review(record.id, ERIN.principal, 'cardiac arrest confirmed');
   await refused(t, glass.review(record.id, FRANK.principal, 'again'), 'break-glass-already-reviewed');
   t.match(await glass.list(), [{ id: record.id, reviewed: { by: { id: 'admin.erin' }, note: 'cardiac arrest confirmed' } }]);
   await refused(t, glass.get('bg_nothere000000000000'), 'break-glass-not-found');
   time.advance(2 * HOUR);
-  t.ok(await glass.start('epic', ALICE, 'second emergency, another patient'), 'after the first ended, a new one may start');
+  const twice = await Promise.allSettled([glass.start('epic', ALICE, 'second emergency, another patient'), glass.start('epic', ALICE, 'second emergency, another patient')]);
+  t.same(twice.map((r) => r.status).sort(), ['fulfilled', 'rejected'], 'after the first ended a new one may start, and a form sent twice opens one, not two');
 });
 
 t.test('notices: one plain line per change, break-glass high severity', async (t) => {

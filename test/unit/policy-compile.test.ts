@@ -210,3 +210,21 @@ allow:
   t.same(decision.reasons, ['claim-unauthorized', 'fhir-resource-unauthorized'], 'both the app and the record type are named: each is part of what the rule refuses');
   t.same(decision.missing, ['identity', 'request'], 'and both categories are on the page');
 });
+
+t.test('break-glass: a person in its groups, with emergency access open on the route, gets in whatever the rules say, and nobody else', async (t) => {
+  const glassPolicy = policy(`
+deny: [{ name: outside-uk, not: { country: [GB] } }]
+allow: [{ groups: [radiology] }]
+breakGlass: { groups: [clinicians], duration: 1h }
+`, true);
+  const open = { id: 'bg_1', endsAt: NOW + 60_000 };
+  const glass = glassPolicy.decide(context({ breakGlass: open, device: UNKNOWN_DEVICE, network: { ip: '203.0.113.9', country: 'US' } }));
+  t.same([glass.outcome, glass.rule, glass.reasons], ['allow', 'break-glass', ['break-glass']], 'deny rules, the device gate and the allow rules all give way');
+  t.equal(glassPolicy.decide(context()).outcome, 'deny', 'without emergency access open, the rules decide');
+  t.equal(glassPolicy.decide(context({ breakGlass: { ...open, endsAt: NOW } })).outcome, 'deny', 'once it has ended, too');
+  t.equal(glassPolicy.decide(context({ breakGlass: open, identity: person({ groups: ['vendors'] }) })).outcome, 'deny', 'someone taken out of the group loses it at once');
+  t.equal(glassPolicy.decide(context({ breakGlass: open, identity: person({ kind: 'bearer', sessionId: undefined }), session: undefined })).outcome, 'deny', 'an API token with the same subject keeps its rules: break-glass is for a person in a browser');
+  t.equal(glassPolicy.decide(context({ breakGlass: open, identity: undefined, session: undefined, device: TRUSTED })).outcome, 'login', 'and a sign-in comes first');
+  const without = policy('allow: [{ groups: [radiology] }]', false);
+  t.equal(without.decide(context({ breakGlass: open })).outcome, 'deny', 'a route without breakGlass ignores any record');
+});

@@ -280,6 +280,8 @@ t.test('grant: an approved grant for the route whose window holds the request\'s
   t.equal(held(ctx({ grants: [narrow], request: { path: '/logs/2026' } })), true, 'inside the grant\'s paths and methods: passes');
   t.equal(held(ctx({ grants: [narrow], request: { path: '/logsx' } })), false, 'paths match on segment boundaries');
   t.equal(held(ctx({ grants: [narrow], request: { path: '/logs', method: 'DELETE' } })), false, 'another method: fails');
+  t.equal(held(ctx({ grants: [narrow], request: { path: '/logs', method: 'GET', websocket: true } })), false, 'a grant narrowed to methods opens no WebSocket, though its handshake is a GET');
+  t.equal(held(ctx({ grants: [window], request: { path: '/logs', method: 'GET', websocket: true } })), true, 'a grant for the whole route does');
   t.same(refusals(grant, false), ['expected grant: true (a grant approved for this route, in force now)'], 'only true is a grant rule');
 });
 

@@ -5,8 +5,9 @@ import { underAny } from './path.js';
 /**
  * `grant: true`: the person holds an approved access grant for this route whose window is
  * open at the request's time, and whose path and method narrowing (if any) covers the
- * request (proxy/grants/). Windows are compared here, with the request's clock, so a
- * grant stops working the moment it ends, mid-session, with nothing having to run.
+ * request (proxy/grants/); a grant narrowed to methods opens no WebSocket. Windows are
+ * compared here, with the request's clock, so a grant stops working the moment it ends,
+ * mid-session, with nothing having to run.
  */
 export const grant = defineCriterion({
   name: 'grant',
@@ -22,7 +23,9 @@ export const grant = defineCriterion({
       for (let i = 0; i < grants.length; i++) {
         const held = grants[i]!;
         if (time < held.notBefore || time >= held.notAfter) continue;
-        if (held.methods && !held.methods.includes(request.method)) continue;
+        // Narrowed to methods: those requests only, never a WebSocket (a read-only grant
+        // must not open the vendor's terminal).
+        if (held.methods && (request.websocket === true || !held.methods.includes(request.method))) continue;
         if (held.paths && !underAny(request.path, held.paths)) continue;
         return true;
       }
