@@ -34,7 +34,12 @@ export const grantsSchema = z.strictObject({
     groups: groupList.default([]),
     /** Admin API callers that count as approvers (a ticketing system, say). */
     principals: z.array(principal).default([]),
-  }, { error: mappingOf('groups or principals', 'approvers such as { groups: [security-admins] }') })
+    /**
+     * How strongly approvers must have signed in on the approvals page (acr values, such as
+     * [phr]): a weaker session is sent back to the IdP to step up before it sees the page.
+     */
+    acr: z.array(text('an acr value such as phr')).min(1).optional(),
+  }, { error: mappingOf('groups, principals or acr', 'approvers such as { groups: [security-admins] }') })
     .refine((approvers) => approvers.groups.length + approvers.principals.length > 0, { error: 'expected at least one approver group or principal' }),
   /**
    * Email domains a grant may name people in before they ever signed in (a vendor's

@@ -145,7 +145,7 @@ export function createIdentity(config: WardgateConfig, deps: IdentityDeps): Iden
   const toSignIn = signIn.signInToAuthPage.bind(signIn);
   const pages = {
     access: grants && config.grants ? new AccessPage({ ctx, csrf, grants, maxDuration: config.grants.maxDuration, signIn: toSignIn }) : undefined,
-    approvals: grants ? new ApprovalsPage({ ctx, csrf, grants, breakGlass, signIn: toSignIn }) : undefined,
+    approvals: grants ? new ApprovalsPage({ ctx, csrf, grants, breakGlass, signIn: toSignIn, requirement: config.grants?.approvers.acr ? { acr: config.grants.approvers.acr } : undefined }) : undefined,
     breakGlass: new BreakGlassPage({ ctx, csrf, breakGlass }),
   };
   idp.warmUp();

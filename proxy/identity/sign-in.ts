@@ -78,6 +78,15 @@ const STRENGTH_VALUES = /^[\x21\x23-\x5b\x5d-\x7e]{1,64}(?: [\x21\x23-\x5b\x5d-\
 const MAX_AGE = /^\d{1,8}$/;
 
 /** What the sign-in link asks the IdP for; malformed values are ignored, never passed on. */
+/** Puts what a sign-in must bring into the sign-in link (read back by requirementOf). */
+function asking(url: URL, ask: { stepUp: boolean; requirement: AuthRequirement | undefined }): void {
+  if (ask.stepUp) url.searchParams.set('step-up', '1');
+  const { acr, amr, maxAgeMs } = ask.requirement ?? {};
+  if (acr) url.searchParams.set('acr', acr.join(' '));
+  if (amr) url.searchParams.set('amr', amr.join(' '));
+  if (maxAgeMs !== undefined) url.searchParams.set('max_age', String(Math.floor(maxAgeMs / 1000)));
+}
+
 function requirementOf(params: URLSearchParams): AuthRequirement {
   const acr = params.get('acr');
   const amr = params.get('amr');
@@ -112,18 +121,18 @@ export class SignInFlow {
     const url = new URL(SIGN_IN_PATH, this.ctx.authUrl);
     url.searchParams.set('rd', `${this.ctx.authUrl.protocol}//${canonical.authority}${canonical.path}${canonical.query}`);
     url.searchParams.set('b', `${id}.${digest(secret)}`);
-    if (ask.stepUp) url.searchParams.set('step-up', '1');
-    const { acr, amr, maxAgeMs } = ask.requirement ?? {};
-    if (acr) url.searchParams.set('acr', acr.join(' '));
-    if (amr) url.searchParams.set('amr', amr.join(' '));
-    if (maxAgeMs !== undefined) url.searchParams.set('max_age', String(Math.floor(maxAgeMs / 1000)));
+    asking(url, ask);
     redirect(res, url.href, cookies);
   }
 
-  /** Sends a signed-out visitor of one of wardgate's own pages on the auth host to sign in, and back. */
-  signInToAuthPage(ex: Exchange, res: Response): void {
+  /**
+   * Sends a visitor of one of wardgate's own pages on the auth host to sign in, and back:
+   * signed out, or (with `requirement`, the approvals page's) not strongly enough.
+   */
+  signInToAuthPage(ex: Exchange, res: Response, requirement?: AuthRequirement): void {
     const url = new URL(SIGN_IN_PATH, this.ctx.authUrl);
     url.searchParams.set('rd', `${this.ctx.authUrl.origin}${ex.canonical!.path}${ex.canonical!.query}`);
+    if (requirement) asking(url, { stepUp: true, requirement });
     redirect(res, url.href);
   }
 

@@ -7,6 +7,7 @@ import { ID_PATTERN } from '../grants/records.js';
 import type { GrantService } from '../grants/service.js';
 import { redirect, sendPage } from '../identity/http.js';
 import type { IdentityContext } from '../identity/service.js';
+import { checkStrength, type AuthRequirement } from '../identity/strength.js';
 import type { Refuse } from '../identity/sign-in.js';
 import { ACCESS_PATH } from './access.js';
 import { FORM_PAGE_HEADERS, type CsrfTokens } from './csrf.js';
@@ -45,8 +46,10 @@ export interface ApprovalsPageOptions {
   csrf: CsrfTokens;
   grants: GrantService;
   breakGlass: BreakGlassService;
-  /** Sends a signed-out visitor to sign in and back to this page. */
-  signIn: (ex: Exchange, res: Response) => void;
+  /** Sends a visitor to sign in (strongly enough, with a requirement) and back to this page. */
+  signIn: (ex: Exchange, res: Response, requirement?: AuthRequirement) => void;
+  /** How strongly approvers must have signed in (grants.approvers.acr); none: any sign-in. */
+  requirement: AuthRequirement | undefined;
 }
 
 export class ApprovalsPage {
@@ -57,11 +60,18 @@ export class ApprovalsPage {
     const visitor = await visitorOf(this.options.ctx, ex);
     if (!visitor) return this.options.signIn(ex, res);
     if (!this.options.grants.isApprover(visitor.actor)) return refuse(403, 'grant-approver-not-allowed');
+    // Approving opens clinical systems to outsiders: a password alone must not do it.
+    if (!this.strongEnough(visitor)) return this.options.signIn(ex, res, this.options.requirement);
     const params = new URLSearchParams(ex.canonical!.query);
     const action = params.get('done');
     const id = params.get('id') ?? '';
     const done = isAction(action) && ID_PATTERN.test(id) ? `${DONE[action]} <code>${escapeHtml(id)}</code>.` : undefined;
     await this.render(ex, res, 200, visitor, { done });
+  }
+
+  private strongEnough(visitor: Visitor): boolean {
+    const { requirement, ctx } = this.options;
+    return !requirement || checkStrength(visitor.identity, requirement, ctx.now()).ok;
   }
 
   /** POST /.wardgate/approvals: one action on one grant or break-glass record; 303 back. */
@@ -71,6 +81,7 @@ export class ApprovalsPage {
     const { form, visitor } = checked;
     const { grants, breakGlass } = this.options;
     if (!grants.isApprover(visitor.actor)) return refuse(403, 'grant-approver-not-allowed');
+    if (!this.strongEnough(visitor)) return refuse(403, 'auth-strength-insufficient');
     const action = form.get('action');
     const id = form.get('id') ?? '';
     const { actor } = visitor;

@@ -386,8 +386,11 @@ t.test('(g) the vendor console opens to vendor.dave for the grant admin.erin app
   t.match(id, /^g_[a-z2-9]{20}$/, `the request is made (${asked.url})`);
 
   const erin = new Browser();
+  const weak = await signIn(erin, url('auth', '/.wardgate/approvals'), 'admin.erin', 'pwd');
+  t.equal(weak.status, 403, 'with a password alone, admin.erin is sent to step up, and refused when she answers with a password again');
+  t.match(weak.body, 'auth-strength-insufficient');
   const approvals = await signIn(erin, url('auth', '/.wardgate/approvals'), 'admin.erin', 'hwk');
-  t.equal(approvals.status, 200, 'admin.erin opens the approver page');
+  t.equal(approvals.status, 200, 'with her security key she opens the approver page');
   t.match(approvals.body, 'Demo: update the infusion pump firmware', 'and sees the request, with its justification');
   const approved = await erin.submit(approvals, formTo(approvals, '/.wardgate/approvals', ['action', 'approve']));
   t.equal(approved.status, 200, 'she approves it');
