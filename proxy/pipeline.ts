@@ -248,7 +248,8 @@ export function createPipeline(deps: PipelineDeps) {
         const { auth, ctx } = result;
         const decision = decideFor(ex, route, ctx);
         if (decision.outcome === 'deny') {
-          const links = accessLinks(route, ctx.identity, `${ex.canonical!.path}${ex.canonical!.query}`, authUrl);
+          const { authority, path, query } = ex.canonical!;
+          const links = accessLinks(route, ctx.identity, `${authUrl.protocol}//${authority}${path}${query}`, authUrl);
           return sendRefusal(res, denial(decision, route.policy, ex.id, links), req.headers.accept);
         }
         if (decision.outcome !== 'allow') return authenticator.challenge(ex, res, route, decision, auth);

@@ -8,7 +8,7 @@ import type { AssertionSigner } from './assertion.js';
 import { sendJson } from './http.js';
 import { BACKCHANNEL_PATH, LOGOUT_PATH, SIGNED_OUT_PATH, type LogoutFlow } from './logout.js';
 import type { IdentityContext } from './service.js';
-import { CALLBACK_PATH, HANDOFF_PATH, SIGN_IN_PATH, type Refuse, type SignInFlow } from './sign-in.js';
+import { CALLBACK_PATH, HANDOFF_PATH, LOGIN_PATH, SIGN_IN_PATH, type Refuse, type SignInFlow } from './sign-in.js';
 
 /*
  * wardgate's reserved paths. They exist on the auth host and on every routed host, ahead
@@ -53,11 +53,12 @@ export class ReservedEndpoints {
       [SIGN_IN_PATH, { on: 'auth', GET: (ex, res, refuse) => signIn.start(ex, res, refuse) }],
       [CALLBACK_PATH, { on: 'auth', GET: (ex, res, refuse) => signIn.callback(ex, res, refuse) }],
       [HANDOFF_PATH, { on: 'app', GET: (ex, res, refuse) => signIn.handoff(ex, res, refuse) }],
+      [LOGIN_PATH, { on: 'app', GET: (ex, res, refuse) => signIn.loginHere(ex, res, refuse) }],
       [LOGOUT_PATH, { on: 'any', GET: (ex, res) => logout.page(ex, res), POST: (ex, res, refuse) => logout.submit(ex, res, refuse) }],
       [SIGNED_OUT_PATH, { on: 'auth', GET: (ex, res) => logout.signedOut(ex, res) }],
       [BACKCHANNEL_PATH, { on: 'auth', POST: (ex, res) => logout.backchannel(ex, res) }],
       [ME_PATH, { on: 'any', GET: (ex, res) => this.me(ex, res) }],
-      [BREAK_GLASS_PATH, { on: 'app', GET: (ex, res, refuse) => breakGlass.show(ex, res, refuse), POST: (ex, res, refuse) => breakGlass.submit(ex, res, refuse) }],
+      [BREAK_GLASS_PATH, { on: 'auth', GET: (ex, res, refuse) => breakGlass.show(ex, res, refuse), POST: (ex, res, refuse) => breakGlass.submit(ex, res, refuse) }],
     ]);
     // Without a grants section nobody asks for or approves access: both pages are 404s.
     if (access) this.table.set(ACCESS_PATH, { on: 'auth', GET: (ex, res, refuse) => access.show(ex, res, refuse), POST: (ex, res, refuse) => access.submit(ex, res, refuse) });

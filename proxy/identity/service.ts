@@ -4,7 +4,7 @@ import type { AccessServices } from '../grants/services.js';
 import type { Logger } from '../logger.js';
 import { ACCESS_PATH, AccessPage } from '../pages/access.js';
 import { APPROVALS_PATH, ApprovalsPage } from '../pages/approvals.js';
-import { BreakGlassPage } from '../pages/break-glass.js';
+import { BREAK_GLASS_PATH, BreakGlassPage } from '../pages/break-glass.js';
 import { CsrfTokens } from '../pages/csrf.js';
 import type { Metrics } from '../metrics.js';
 import type { Router } from '../router.js';
@@ -137,8 +137,9 @@ export function createIdentity(config: WardgateConfig, deps: IdentityDeps): Iden
     now,
   };
   const { grants, breakGlass } = deps.access;
-  // Without grants the access and approvals pages do not exist: nothing to sign in for.
-  const signIn = new SignInFlow(ctx, grants ? [ACCESS_PATH, APPROVALS_PATH] : []);
+  // wardgate's own pages on the auth host that a sign-in may return to: those that exist.
+  const breakGlassRoutes = config.routes.some((route) => route.policy.breakGlass !== undefined);
+  const signIn = new SignInFlow(ctx, [...(grants ? [ACCESS_PATH, APPROVALS_PATH] : []), ...(breakGlassRoutes ? [BREAK_GLASS_PATH] : [])]);
   // A key of its own for CSRF tokens, derived so that operators manage one secret.
   const csrf = new CsrfTokens(Buffer.from(hkdfSync('sha256', cookieKeys[0]!, Buffer.alloc(0), 'wardgate csrf', 32)));
   const logout = new LogoutFlow(ctx, csrf);
@@ -146,7 +147,7 @@ export function createIdentity(config: WardgateConfig, deps: IdentityDeps): Iden
   const pages = {
     access: grants && config.grants ? new AccessPage({ ctx, csrf, grants, maxDuration: config.grants.maxDuration, signIn: toSignIn }) : undefined,
     approvals: grants ? new ApprovalsPage({ ctx, csrf, grants, breakGlass, signIn: toSignIn, requirement: config.grants?.approvers.acr ? { acr: config.grants.approvers.acr } : undefined }) : undefined,
-    breakGlass: new BreakGlassPage({ ctx, csrf, breakGlass }),
+    breakGlass: new BreakGlassPage({ ctx, csrf, breakGlass, signIn: toSignIn }),
   };
   idp.warmUp();
   return {

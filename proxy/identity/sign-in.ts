@@ -34,6 +34,7 @@ import { checkStrength, type AuthRequirement } from './strength.js';
 export const SIGN_IN_PATH = '/.wardgate/sign-in';
 export const CALLBACK_PATH = '/.wardgate/callback';
 export const HANDOFF_PATH = '/.wardgate/handoff';
+export const LOGIN_PATH = '/.wardgate/login';
 
 const TRANSACTION_TTL_MS = 10 * 60_000;
 const HANDOFF_TTL_MS = 60_000;
@@ -113,13 +114,13 @@ export class SignInFlow {
    * with what the route's policy needs from the IdP. Those parameters can only make the
    * IdP ask for more; whatever comes back is decided by the policy again.
    */
-  redirectToSignIn(ex: Exchange, res: Response, ask: { stepUp: boolean; requirement: AuthRequirement | undefined }, cookies: string[]): void {
+  redirectToSignIn(ex: Exchange, res: Response, ask: { stepUp: boolean; requirement: AuthRequirement | undefined }, cookies: string[], returnTo?: string): void {
     const canonical = ex.canonical!;
     const id = randomBytes(6).toString('base64url');
     const secret = randomBytes(24).toString('base64url');
     cookies.push(this.ctx.cookies.pending(`${APP_COOKIE}${id}`, secret, TRANSACTION_TTL_MS, this.ctx.now()));
     const url = new URL(SIGN_IN_PATH, this.ctx.authUrl);
-    url.searchParams.set('rd', `${this.ctx.authUrl.protocol}//${canonical.authority}${canonical.path}${canonical.query}`);
+    url.searchParams.set('rd', `${this.ctx.authUrl.protocol}//${canonical.authority}${returnTo ?? `${canonical.path}${canonical.query}`}`);
     url.searchParams.set('b', `${id}.${digest(secret)}`);
     asking(url, ask);
     redirect(res, url.href, cookies);
@@ -134,6 +135,28 @@ export class SignInFlow {
     url.searchParams.set('rd', `${this.ctx.authUrl.origin}${ex.canonical!.path}${ex.canonical!.query}`);
     if (requirement) asking(url, { stepUp: true, requirement });
     redirect(res, url.href);
+  }
+
+  /**
+   * GET /.wardgate/login?return=<path> on an application host: signs the browser in here
+   * and returns to `return` (a path this host routes), whatever the route's rules would say
+   * to a request without a sign-in. Breaking the glass ends here: the device or network
+   * rules that made it necessary would otherwise refuse the browser before it signs in, and
+   * only a signed-in person can be let in by emergency access.
+   */
+  async loginHere(ex: Exchange, res: Response, refuse: Refuse): Promise<void> {
+    const raw = new URLSearchParams(ex.canonical!.query).get('return');
+    // A path of printable ASCII without backslashes (URL parsing reads `\` as `/`, which
+    // would make `/\evil.example` a protocol-relative `//evil.example`).
+    const url = raw && raw.startsWith('/') && !raw.startsWith('//') && /^[\x21-\x5b\x5d-\x7e]+$/.test(raw)
+      ? parsedUrl(`${this.ctx.authUrl.protocol}//${ex.canonical!.authority}${raw}`) : undefined;
+    const target = url ? routedUrl(this.ctx, url) : undefined;
+    if (!target || target.url.host !== ex.canonical!.authority || target.url.pathname.startsWith('//')) return refuse(400, 'return-url-invalid');
+    const cookie = this.ctx.cookies.session(ex.req.headers);
+    const found = cookie.state === 'present' ? await this.ctx.sessions.lookup(cookie.sessionId) : undefined;
+    // Absolute, on this very origin: never a path a browser could read as another host.
+    if (found?.ok) return redirect(res, target.url.href);
+    this.redirectToSignIn(ex, res, { stepUp: false, requirement: target.route.policy.signInHint }, [], `${target.url.pathname}${target.url.search}`);
   }
 
   /** GET /.wardgate/sign-in on the auth host. */
@@ -283,19 +306,34 @@ export class SignInFlow {
    * port, or one of the `authPages` on the auth origin itself (exact paths, any query).
    */
   private returnTarget(rd: string | null): ReturnTarget | undefined {
-    if (!rd || rd.length > 8192) return undefined;
-    let url: URL;
-    try {
-      url = new URL(rd);
-    } catch {
-      return undefined;
-    }
-    const { authUrl, router } = this.ctx;
-    if (url.protocol !== authUrl.protocol || url.port !== authUrl.port || url.username || url.password || url.hash) return undefined;
-    if (url.origin === authUrl.origin && this.authPages.has(url.pathname)) return { url, route: undefined };
-    const normalized = normalizeRequest('GET', `${url.pathname}${url.search}`, ['host', url.host]);
-    if (!normalized.ok) return undefined;
-    const route = router.match(normalized.request.host, normalized.request.routingPath);
-    return route ? { url, route } : undefined;
+    const url = parsedUrl(rd);
+    if (!url) return undefined;
+    const { authUrl } = this.ctx;
+    if (url.origin === authUrl.origin && this.authPages.has(url.pathname) && !url.username && !url.password && !url.hash) return { url, route: undefined };
+    return routedUrl(this.ctx, url);
+  }
+}
+
+/**
+ * `url` when it is a routed application's URL, on wardgate's scheme and port, with the
+ * route that serves it: the only places wardgate sends a browser back to (after sign-in,
+ * after breaking the glass). No userinfo, no fragment, a path the router serves.
+ */
+export function routedUrl(ctx: Pick<IdentityContext, 'authUrl' | 'router'>, url: URL): { url: URL; route: CompiledRoute } | undefined {
+  const { authUrl, router } = ctx;
+  if (url.protocol !== authUrl.protocol || url.port !== authUrl.port || url.username || url.password || url.hash) return undefined;
+  const normalized = normalizeRequest('GET', `${url.pathname}${url.search}`, ['host', url.host]);
+  if (!normalized.ok) return undefined;
+  const route = router.match(normalized.request.host, normalized.request.routingPath);
+  return route ? { url, route } : undefined;
+}
+
+/** `text` as an absolute URL, or undefined. */
+export function parsedUrl(text: string | null, maxLength = 8192): URL | undefined {
+  if (!text || text.length > maxLength) return undefined;
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
   }
 }

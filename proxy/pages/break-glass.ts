@@ -4,8 +4,7 @@ import { GrantError } from '../grants/errors.js';
 import { reasonSchema } from '../grants/input.js';
 import { redirect, sendPage } from '../identity/http.js';
 import type { IdentityContext } from '../identity/service.js';
-import type { Refuse } from '../identity/sign-in.js';
-import { normalizeRequest } from '../normalize.js';
+import { LOGIN_PATH, parsedUrl, routedUrl, type Refuse } from '../identity/sign-in.js';
 import type { CompiledRoute } from '../routes.js';
 import { FORM_PAGE_HEADERS, type CsrfTokens } from './csrf.js';
 import { ACCESS_STYLE, errorBox, length, signedInAs } from './grant-view.js';
@@ -13,20 +12,20 @@ import { escapeHtml, pageShell } from './html.js';
 import { checkedForm, visitorOf, type Visitor } from './page-request.js';
 
 /*
- * Breaking the glass, on an application's own host (where the user's session cookie for
- * it lives): `GET /.wardgate/break-glass?return=<path>` asks for a reason and says plainly
- * what happens next; the POST opens emergency access to the route that serves `return`
- * and sends the browser back there. The route's deny page links here for people in its
- * break-glass groups. `return` is a path on this same host, never a URL: the page can only
- * send the browser back into the application it is about.
+ * Breaking the glass, on wardgate's auth host: `GET /.wardgate/break-glass?return=<url>`
+ * asks for a reason and says plainly what happens next; the POST opens emergency access to
+ * the route that serves `return` and sends the browser back there. The route's deny page
+ * links here for people in its break-glass groups. It lives on the auth host, not on the
+ * application's, so that nothing the application serves on its own origin (an injected
+ * script, say) can read this form's token and break the glass for the person. `return` is
+ * a routed application's URL on wardgate's scheme and port, as after a sign-in.
  */
 
 export const BREAK_GLASS_PATH = '/.wardgate/break-glass';
 const PURPOSE = 'break-glass';
 
 interface Target {
-  /** Canonical path and query on this host. */
-  path: string;
+  url: URL;
   route: CompiledRoute;
 }
 
@@ -34,24 +33,24 @@ export interface BreakGlassPageOptions {
   ctx: IdentityContext;
   csrf: CsrfTokens;
   breakGlass: BreakGlassService;
+  /** Sends a visitor signed out on the auth host to sign in, and back to this page. */
+  signIn: (ex: Exchange, res: Response) => void;
 }
 
-/** The link a deny page offers: this page, to come back to `path` (path and query on the same host). */
-export function breakGlassLink(path: string): string {
-  return `${BREAK_GLASS_PATH}?${new URLSearchParams({ return: path })}`;
+/** The link a deny page offers: this page on the auth host, to come back to `returnUrl`. */
+export function breakGlassLink(authUrl: URL, returnUrl: string): string {
+  return `${new URL(BREAK_GLASS_PATH, authUrl).href}?${new URLSearchParams({ return: returnUrl })}`;
 }
 
 export class BreakGlassPage {
   constructor(private readonly options: BreakGlassPageOptions) {}
 
-  /** GET /.wardgate/break-glass?return=<path> */
+  /** GET /.wardgate/break-glass?return=<url> */
   async show(ex: Exchange, res: Response, refuse: Refuse): Promise<void> {
-    const target = this.target(ex, new URLSearchParams(ex.canonical!.query).get('return'));
+    const target = this.target(new URLSearchParams(ex.canonical!.query).get('return'));
     if (!target) return refuse(400, 'return-url-invalid');
     const visitor = await visitorOf(this.options.ctx, ex);
-    // Signed out on this host: the application sends the browser to sign in, and its
-    // deny page links back here if the glass is still needed.
-    if (!visitor) return redirect(res, target.path);
+    if (!visitor) return this.options.signIn(ex, res);
     if (!this.mayBreak(target, visitor, refuse)) return;
     this.render(ex, res, 200, visitor, target, '', undefined);
   }
@@ -61,7 +60,7 @@ export class BreakGlassPage {
     const checked = await checkedForm(this.options.ctx, this.options.csrf, PURPOSE, ex, refuse);
     if (!checked) return;
     const { form, visitor } = checked;
-    const target = this.target(ex, form.get('return'));
+    const target = this.target(form.get('return'));
     if (!target) return refuse(400, 'return-url-invalid');
     if (!this.mayBreak(target, visitor, refuse)) return;
     const reason = form.get('reason') ?? '';
@@ -69,7 +68,9 @@ export class BreakGlassPage {
       const parsed = reasonSchema.safeParse(reason);
       if (!parsed.success) throw new GrantError('break-glass-not-allowed', parsed.error.issues[0]?.message ?? 'the reason is malformed');
       await this.options.breakGlass.start(target.route.id, visitor.actor, parsed.data);
-      redirect(res, target.path, [], 303);
+      // Through the application host's sign-in: its rules may refuse a browser not signed in there.
+      const back = `${target.url.origin}${LOGIN_PATH}?${new URLSearchParams({ return: `${target.url.pathname}${target.url.search}` })}`;
+      redirect(res, back, [], 303);
     } catch (err) {
       if (!(err instanceof GrantError)) throw err;
       ex.reason = err.code;
@@ -90,15 +91,10 @@ export class BreakGlassPage {
     return true;
   }
 
-  /** `return` as a routed path on this host: a single leading slash, no scheme, no host. */
-  private target(ex: Exchange, raw: string | null): Target | undefined {
-    // Printable ASCII only: it ends up in a Location header, which takes nothing else.
-    if (!raw || raw.length > 4096 || !raw.startsWith('/') || raw.startsWith('//') || raw.startsWith('/\\') || /[^\x21-\x7e]/.test(raw)) return undefined;
-    const normalized = normalizeRequest('GET', raw, ['host', ex.canonical!.authority]);
-    if (!normalized.ok) return undefined;
-    const { host, path, routingPath, query } = normalized.request;
-    const route = this.options.ctx.router.match(host, routingPath);
-    return route ? { path: `${path}${query}`, route } : undefined;
+  /** `return` as a routed application URL; its href is ASCII, fit for a Location header. */
+  private target(raw: string | null): Target | undefined {
+    const url = parsedUrl(raw, 4096);
+    return url ? routedUrl(this.options.ctx, url) : undefined;
   }
 
   private render(ex: Exchange, res: Response, status: number, visitor: Visitor, target: Target, reason: string, error: GrantError | undefined): void {
@@ -111,11 +107,11 @@ export class BreakGlassPage {
       + (error ? errorBox(error) : '')
       + `<form method="post" action="${BREAK_GLASS_PATH}">`
       + `<input type="hidden" name="csrf" value="${escapeHtml(this.options.csrf.token(PURPOSE, ex.canonical!.host, visitor.sessionId))}">`
-      + `<input type="hidden" name="return" value="${escapeHtml(target.path)}">`
+      + `<input type="hidden" name="return" value="${escapeHtml(target.url.href)}">`
       + '<label for="reason">Why you need access now (the security team reads this)</label>'
       + `<textarea id="reason" name="reason" required minlength="10" maxlength="500">${escapeHtml(reason)}</textarea>`
       + `<p><button type="submit">Break the glass: open ${escapeHtml(route.id)} for ${escapeHtml(lasts)}</button></p></form>`
-      + `<p><a href="${escapeHtml(target.path)}">Back without emergency access</a></p>`;
+      + `<p><a href="${escapeHtml(target.url.href)}">Back without emergency access</a></p>`;
     sendPage(res, status, pageShell('Emergency access', body, ACCESS_STYLE), [], FORM_PAGE_HEADERS);
   }
 }

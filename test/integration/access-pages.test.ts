@@ -287,7 +287,9 @@ t.test('a clinician refused on a route breaks the glass from the deny page; the 
   const refused = await signIn(alice, rig.url('epic.localhost', '/chart?patient=1001'), 'dr.alice', 'hwk');
   t.equal(refused.status, 403, 'dr.alice is refused on epic (radiology only)');
   const link = linkNamed(refused, 'Emergency access (break the glass)');
-  t.equal(link, rig.url('epic.localhost', '/.wardgate/break-glass?return=%2Fchart%3Fpatient%3D1001'), 'the deny page links to break-glass, to come back here');
+  const back = rig.url('epic.localhost', '/chart?patient=1001');
+  t.equal(link, `${rig.url('auth.localhost', '/.wardgate/break-glass')}?return=${encodeURIComponent(back)}`,
+    'the deny page links to break-glass on the auth host (out of the application\'s reach), to come back here');
   t.notOk(linkNamed(refused, 'Request access'), 'and not to grants: no grant opens epic');
 
   const davePage = await signIn(dave, rig.url('epic.localhost', '/'), 'vendor.dave', 'pwd');
@@ -296,19 +298,34 @@ t.test('a clinician refused on a route breaks the glass from the deny page; the 
   const daveGlass = await dave.navigate(link!);
   t.equal(daveGlass.status, 403, 'and cannot open the break-glass page');
   t.equal(refusedWith(daveGlass), 'break-glass-not-allowed', 'break-glass-not-allowed');
-  const noGlass = await dave.navigate(rig.url('vendor.localhost', '/.wardgate/break-glass?return=%2F'));
+  const glassFor = (target: string): string => `${rig.url('auth.localhost', '/.wardgate/break-glass')}?return=${encodeURIComponent(target)}`;
+  const noGlass = await dave.navigate(glassFor(rig.url('vendor.localhost', '/')));
   t.equal(refusedWith(noGlass), 'break-glass-not-configured', 'a route without break-glass has no such page');
 
-  for (const bad of ['//evil.example/', 'http://evil.example/', '/\\evil.example', 'chart', 'javascript:alert(1)']) {
-    const page = await alice.navigate(rig.url('epic.localhost', `/.wardgate/break-glass?return=${encodeURIComponent(bad)}`));
-    t.equal(refusedWith(page), 'return-url-invalid', `return=${bad} is refused`);
+  const elsewhere = [
+    '/chart', '//evil.example/', 'http://evil.example/', 'javascript:alert(1)', rig.url('unknown.localhost', '/'),
+    rig.url('auth.localhost', '/.wardgate/me'), `https://epic.localhost:${rig.port}/chart`, `http://epic.localhost:1/chart`,
+    `http://user@epic.localhost:${rig.port}/chart`, rig.url('epic.localhost', '/chart#x'), rig.url('epic.localhost', '/a/%2e%2e%2f/b'),
+  ];
+  for (const bad of elsewhere) {
+    const page = await alice.navigate(glassFor(bad));
+    t.equal(refusedWith(page), 'return-url-invalid', `return=${bad} is refused: only a routed application's URL on wardgate's scheme and port`);
   }
-  const onAuth = await alice.navigate(rig.url('auth.localhost', '/.wardgate/break-glass?return=%2F'));
-  t.equal(onAuth.status, 404, 'the break-glass page lives on application hosts only');
+  const onApp = await alice.navigate(rig.url('epic.localhost', `/.wardgate/break-glass?return=${encodeURIComponent(back)}`));
+  t.equal(onApp.status, 404, 'the break-glass page is not served on application hosts, where the application\'s own scripts could read its form');
 
-  const signedOut = await rig.browser().request(link!);
-  t.equal(signedOut.status, 302, 'a browser not signed in on epic is sent back to the page it came from');
-  t.equal(signedOut.headers.location, '/chart?patient=1001', 'which signs it in, and links here again if still refused');
+  // Breaking the glass ends at the application host's /.wardgate/login, which signs the
+  // browser in there and goes back: only ever to a path that host routes.
+  for (const bad of ['//evil.example/', 'http://evil.example/', 'chart', '/\\evil.example', '/a/%2e%2e%2f/b', '/x#y']) {
+    const login = await alice.request(rig.url('epic.localhost', `/.wardgate/login?return=${encodeURIComponent(bad)}`));
+    t.equal(login.status, 400, `login return=${bad} is refused`);
+  }
+  const straight = await alice.request(rig.url('epic.localhost', `/.wardgate/login?return=${encodeURIComponent('/chart?patient=1001')}`));
+  t.equal(straight.headers.location, rig.url('epic.localhost', '/chart?patient=1001'), 'a browser signed in on the host goes straight back, to an absolute URL on that host');
+  const stranger = rig.browser();
+  const signedOut = await stranger.request(link!);
+  t.equal(signedOut.status, 302, 'a browser not signed in on the auth host is sent to sign in');
+  t.match(signedOut.headers.location, /\/\.wardgate\/sign-in\?rd=/, 'and back to this page afterwards');
 
   const form = await alice.navigate(link!);
   t.equal(form.status, 200, 'the break-glass page opens');

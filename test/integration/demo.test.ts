@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { WebSocket } from 'ws';
 import { DEMO_ADMIN_CLIENT, DEMO_API_CLIENT, DEMO_CARDIOLOGY_CLIENT } from '../../proxy/demo/identity.js';
-import { Browser, parseForms, type BrowserResponse } from '../helpers/browser.js';
+import { Browser, decodeEntities, parseForms, type BrowserResponse } from '../helpers/browser.js';
 import { isIdpLoginPage, signIn } from '../helpers/idp.js';
+import { sample } from '../helpers/gateway.js';
 import { freePort, spawnWardgate, waitFor200, type WardgateProcess } from '../helpers/process.js';
 import { until, within } from '../helpers/wait.js';
 
@@ -409,6 +410,22 @@ t.test('(g) the vendor console opens to vendor.dave for the grant admin.erin app
   const clinician = await alice.navigate(url('vendor'));
   t.equal(clinician.status, 403, 'a clinician is never let in');
   t.match(clinician.body, '<code>groups-unauthorized</code>', 'the console is for vendor support only');
+});
+
+t.test('break-glass: dr.alice on a device Epic does not trust breaks the glass from the refusal page, and Epic opens, marked', async (t) => {
+  const alice = new Browser();
+  const refused = await alice.navigate(url('epic', '/'));
+  t.equal(refused.status, 403, 'no posture: refused at the device gate, before any sign-in');
+  const href = /<a href="([^"]*\/\.wardgate\/break-glass[^"]*)"/.exec(refused.body)?.[1];
+  t.ok(href, 'the refusal offers emergency access');
+  const page = await signIn(alice, decodeEntities(href!), 'dr.alice', 'hwk');
+  t.equal(page.status, 200, 'which signs her in on the auth host and asks why');
+  const inside = await alice.submit(page, formTo(page, '/.wardgate/break-glass'), { reason: 'Demo: patient in cardiac arrest, chart needed' });
+  t.equal(inside.status, 200, 'with a reason, Epic opens');
+  t.equal(new URL(inside.url).host, `epic.localhost:${port}`, 'back on Epic');
+  t.match(inside.headers['x-wardgate-break-glass'], /^bg_[a-z2-9]{20}; until=/, 'every response marked as emergency access');
+  const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  t.equal(sample(metrics, 'wardgate_break_glass_total', { route: 'epic' }), 1, 'counted');
 });
 
 t.test('the admin API answers admin-cli\'s token, and the IdP gives no other app one', async (t) => {
