@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
+import { HTTP_TOKEN } from './http-token.js';
 import { pathPrefixSchema } from './path-prefix.js';
 import { adminSchema } from '../proxy/admin/config.js';
 import { grantsSchema } from '../proxy/grants/config.js';
@@ -142,9 +143,8 @@ const base64Key = z.string({ error: 'expected a 32-byte key in base64 (openssl r
   return bytes;
 });
 
-// RFC 6749 scope tokens and RFC 7230 header field names.
+// RFC 6749 scope tokens.
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // Claim headers may not take over framing, credentials, or what wardgate itself sets.
 const RESERVED_HEADERS = new Set([
   'host', 'authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'content-length', 'content-type',
@@ -206,14 +206,14 @@ export function buildConfigSchema(baseDir: string) {
       methods: z.array(z.enum(['session', 'bearer'])).min(1).optional(),
       /** Plain headers with one claim each, for upstreams that cannot verify the assertion. */
       claimHeaders: z.record(
-        z.string().regex(HEADER_NAME).transform((name) => name.toLowerCase()).refine((name) => !isReservedHeader(name)),
+        z.string().regex(HTTP_TOKEN).transform((name) => name.toLowerCase()).refine((name) => !isReservedHeader(name)),
         z.enum(['sub', 'email', 'name', 'groups', 'acr', 'amr']),
         // Zod reports a bad record key as "Invalid key in record" unless the record says more.
         {
           error: (issue) => {
             if (issue.code !== 'invalid_key') return undefined;
             const name = String(issue.input);
-            return HEADER_NAME.test(name)
+            return HTTP_TOKEN.test(name)
               ? `${name} is a header wardgate sets, strips or needs for HTTP itself; choose another name, such as X-Epic-User`
               : `expected an HTTP header name such as X-Epic-User, got "${name}"`;
           },

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { JWK } from 'jose';
 import { z } from 'zod';
 import { durationSchema } from '../../config/duration.js';
+import { HTTP_TOKEN } from '../../config/http-token.js';
 import { readInventorySync, type InventoryData } from './inventory.js';
 
 /*
@@ -156,7 +157,6 @@ function keyFile(baseDir: string) {
   });
 }
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const RESERVED_HEADERS = new Set([
   'host', 'authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'content-length', 'content-type',
   'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'forwarded',
@@ -166,7 +166,7 @@ export function devicesSchema(baseDir: string) {
   const posture = z.strictObject({
     /** The request header that carries the assertion. */
     header: z.string({ error: 'expected an HTTP header name such as x-device-posture' })
-      .regex(HEADER_NAME, { error: (issue) => `expected an HTTP header name such as x-device-posture, got "${String(issue.input)}"` })
+      .regex(HTTP_TOKEN, { error: (issue) => `expected an HTTP header name such as x-device-posture, got "${String(issue.input)}"` })
       .transform((name) => name.toLowerCase())
       .refine((name) => !RESERVED_HEADERS.has(name) && !name.startsWith('x-wardgate-') && !name.startsWith('x-forwarded-'), {
         error: (issue) => `${String(issue.input)} is a header HTTP or wardgate itself uses; choose another, such as x-device-posture`,

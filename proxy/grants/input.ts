@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { pathPrefixSchema } from '../../config/path-prefix.js';
+import { methodName } from '../policy/criteria/method.js';
 import type { GrantRoute, GrantSubject } from './grant.js';
 
 /*
@@ -31,8 +32,6 @@ export function freeText(what: string, min: number, max: number) {
     .refine((text) => !UNSAFE.test(text), { error: `${what} holds control characters` });
 }
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
 const time = z.union([
   z.number().int().min(0),
   z.string().refine((text) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2})$/.test(text) && !Number.isNaN(Date.parse(text)), {
@@ -43,7 +42,7 @@ const time = z.union([
 const route = z.strictObject({
   id: z.string({ error: 'expected a route id' }).regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, { error: 'expected a route id such as vendor' }),
   paths: z.array(pathPrefixSchema).min(1).max(20).optional(),
-  methods: z.array(z.string().regex(TOKEN, { error: 'expected an HTTP method such as GET' }).transform((m) => m.toUpperCase())).min(1).max(10).optional(),
+  methods: z.array(methodName).min(1).max(10).optional(),
 });
 
 const subject = z.union([

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationSchema } from '../../config/duration.js';
+import { HTTP_TOKEN } from '../../config/http-token.js';
 import { expected, shown } from '../../config/messages.js';
 import { isLoopbackHost } from '../../config/schema.js';
 import { NOTICE_EVENTS, SEVERITIES } from './notice.js';
@@ -48,8 +49,6 @@ const webhookUrl = z.string({ error: expected(`a webhook URL such as ${URL_EXAMP
   return url;
 });
 
-// RFC 9110 field names.
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // Framing, routing and the body's type are undici's and the notifier's to set.
 const RESERVED_HEADERS = new Set([
   'host', 'content-type', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te',
@@ -63,7 +62,7 @@ const headers = z.record(z.string(), z.string({ error: 'expected the header valu
   const result: Record<string, string> = {};
   for (const [name, value] of Object.entries(given)) {
     const lower = name.toLowerCase();
-    if (!HEADER_NAME.test(name)) {
+    if (!HTTP_TOKEN.test(name)) {
       ctx.addIssue({ code: 'custom', path: [name], message: `expected an HTTP header name such as Authorization, got ${shown(name)}` });
     } else if (RESERVED_HEADERS.has(lower) || lower.startsWith('proxy-')) {
       ctx.addIssue({ code: 'custom', path: [name], message: `${name} is set by wardgate itself; it cannot be configured` });

@@ -1,12 +1,11 @@
 import { z } from 'zod';
+import { HTTP_TOKEN } from '../../../config/http-token.js';
 import { defineCriterion } from '../criterion.js';
 import { expected, listOf, shown } from './values.js';
 
-// RFC 9110 method names are tokens.
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
-const methodName = z.string({ error: expected('an HTTP method such as GET') }).transform((input, ctx) => {
-  if (!TOKEN.test(input)) {
+/** One HTTP method, upper-cased: shared with grants narrowed to methods. */
+export const methodName = z.string({ error: expected('an HTTP method such as GET') }).transform((input, ctx) => {
+  if (!HTTP_TOKEN.test(input)) {
     ctx.addIssue({ code: 'custom', message: `expected an HTTP method such as GET, got ${shown(input)}` });
     return z.NEVER;
   }
