@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { z } from 'zod';
+import { BodyTooLargeError, readBody } from '../identity/http.js';
 import { AdminApiError } from './errors.js';
 
 /*
@@ -14,45 +15,25 @@ export const BODY_LIMIT_BYTES = 64 * 1024;
 const CLOSE = { headers: { connection: 'close' } };
 
 /** The body parsed as JSON; undefined when there is none. */
-export function readJson(req: IncomingMessage, limit = BODY_LIMIT_BYTES): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? NaN);
-    if (declared > limit) {
-      reject(new AdminApiError('body-too-large', `the body is over ${limit} bytes`, CLOSE));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      size += chunk.length;
-      if (size > limit) {
-        failed = true;
-        reject(new AdminApiError('body-too-large', `the body is over ${limit} bytes`, CLOSE));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (failed) return;
-      if (size === 0) {
-        resolve(undefined);
-        return;
-      }
-      const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-      if (type !== 'application/json') {
-        reject(new AdminApiError('unsupported-media-type', `expected a body of type application/json, got ${type === '' ? 'none' : type}`));
-        return;
-      }
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      } catch (err) {
-        reject(new AdminApiError('body-invalid', `the body is not JSON: ${(err as Error).message}`));
-      }
-    });
-    req.on('error', reject);
-  });
+export async function readJson(req: IncomingMessage, limit = BODY_LIMIT_BYTES): Promise<unknown> {
+  const tooLarge = (): AdminApiError => new AdminApiError('body-too-large', `the body is over ${limit} bytes`, CLOSE);
+  if (Number(req.headers['content-length'] ?? NaN) > limit) throw tooLarge();
+  let body: Buffer;
+  try {
+    body = await readBody(req, limit);
+  } catch (err) {
+    throw err instanceof BodyTooLargeError ? tooLarge() : err;
+  }
+  if (body.length === 0) return undefined;
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') {
+    throw new AdminApiError('unsupported-media-type', `expected a body of type application/json, got ${type === '' ? 'none' : type}`);
+  }
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new AdminApiError('body-invalid', `the body is not JSON: ${(err as Error).message}`);
+  }
 }
 
 /** `routes[0].id`: the place in the body. */

@@ -42,24 +42,44 @@ export function sendJson(res: Response, status: number, value: unknown, headers:
 
 export class BodyTooLargeError extends Error {}
 
-/** A urlencoded form body of at most `limit` bytes; other bodies read as empty. */
-export function readForm(req: IncomingMessage, limit = 16_384): Promise<URLSearchParams> {
+/**
+ * The whole body, refused with BodyTooLargeError past `limit` bytes: the rest is not read
+ * (the caller answers and the connection closes). Shared by forms and the admin API's JSON.
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const chunks: Buffer[] = [];
     let size = 0;
+    let failed = false;
     req.on('data', (chunk: Buffer) => {
+      if (failed) return;
       size += chunk.length;
       if (size > limit) {
-        reject(new BodyTooLargeError(`form body over ${limit} bytes`));
-        req.destroy();
+        failed = true;
+        reject(new BodyTooLargeError(`body over ${limit} bytes`));
         return;
       }
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(type === 'application/x-www-form-urlencoded' ? new URLSearchParams(Buffer.concat(chunks).toString('utf8')) : new URLSearchParams()));
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks));
+    });
     req.on('error', reject);
   });
+}
+
+/** A urlencoded form body of at most `limit` bytes; other bodies read as empty. */
+export async function readForm(req: IncomingMessage, limit = 16_384): Promise<URLSearchParams> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  let body: Buffer;
+  try {
+    body = await readBody(req, limit);
+  } catch (err) {
+    // Nothing more of an oversized form is worth reading.
+    if (err instanceof BodyTooLargeError) req.destroy();
+    throw err;
+  }
+  return type === 'application/x-www-form-urlencoded' ? new URLSearchParams(body.toString('utf8')) : new URLSearchParams();
 }
 
 /** A value that may travel in a URL in place of a secret it stands for. */
