@@ -4,7 +4,7 @@ import type { BreakGlassFacts, GrantFacts } from '../policy/context.js';
 import type { Json, Store } from '../store/store.js';
 import { breakGlassState, type BreakGlass } from './break-glass.js';
 import { grantState, subjectKey, type Grant } from './grant.js';
-import { GRANTS_CHANNEL, Records, type ChangeMessage } from './records.js';
+import { BREAK_GLASS_RECORDS, GRANT_RECORDS, GRANTS_CHANNEL, Records, type ChangeMessage } from './records.js';
 
 /*
  * Each process's copy of the grants and break-glass records that can still let someone
@@ -45,8 +45,8 @@ export class GrantBook {
 
   constructor(private readonly options: GrantBookOptions) {
     this.now = options.now ?? Date.now;
-    this.grantRecords = new Records<Grant>(options.store, 'grant:', 'grants:all', 'grant');
-    this.breakGlassRecords = new Records<BreakGlass>(options.store, 'break-glass:', 'break-glass:all', 'break-glass');
+    this.grantRecords = new Records<Grant>(options.store, GRANT_RECORDS);
+    this.breakGlassRecords = new Records<BreakGlass>(options.store, BREAK_GLASS_RECORDS);
     this.unsubscribe = options.store.subscribe(GRANTS_CHANNEL, (message) => this.apply(message));
     this.timer = setInterval(() => {
       this.load().catch((err: unknown) => options.logger.warn({ err: (err as Error).message }, 'grant reread failed; keeping the copy in memory'));

@@ -2,7 +2,7 @@ import type { Store } from '../store/store.js';
 import type { BreakGlassConfig } from './config.js';
 import { GrantError } from './errors.js';
 import type { Principal } from './grant.js';
-import { newId, Records } from './records.js';
+import { BREAK_GLASS_RECORDS, newId, Records } from './records.js';
 import type { Actor } from './service.js';
 
 /*
@@ -46,7 +46,7 @@ export class BreakGlassService {
   private readonly now: () => number;
 
   constructor(private readonly options: BreakGlassServiceOptions) {
-    this.records = new Records<BreakGlass>(options.store, 'break-glass:', 'break-glass:all', 'break-glass');
+    this.records = new Records<BreakGlass>(options.store, BREAK_GLASS_RECORDS);
     this.now = options.now ?? Date.now;
   }
 

@@ -51,35 +51,39 @@ export function newId(prefix: 'g' | 'bg'): string {
 
 export const ID_PATTERN = /^(?:g|bg)_[a-z2-9]{20}$/;
 
+/** Where one kind of record lives in the store: `<prefix><id>`, listed in the set `index`. */
+export interface RecordLayout {
+  prefix: string;
+  index: string;
+  kind: ChangeMessage['kind'];
+}
+
+export const GRANT_RECORDS: RecordLayout = { prefix: 'grant:', index: 'grants:all', kind: 'grant' };
+export const BREAK_GLASS_RECORDS: RecordLayout = { prefix: 'break-glass:', index: 'break-glass:all', kind: 'break-glass' };
+
 export class Records<T extends { id: string }> {
-  constructor(
-    private readonly store: Store,
-    /** Record keys are `<prefix><id>`. */
-    private readonly prefix: string,
-    private readonly index: string,
-    private readonly kind: ChangeMessage['kind'],
-  ) {}
+  constructor(private readonly store: Store, private readonly layout: RecordLayout) {}
 
   async get(id: string): Promise<T | undefined> {
     if (!ID_PATTERN.test(id)) return undefined;
-    return (await this.store.get<Json>(`${this.prefix}${id}`)) as T | undefined;
+    return (await this.store.get<Json>(`${this.layout.prefix}${id}`)) as T | undefined;
   }
 
   /** Every record still kept; ids whose record is gone (past retention) leave the index. */
   async all(): Promise<T[]> {
-    const ids = await this.store.members(this.index);
+    const ids = await this.store.members(this.layout.index);
     const found: T[] = [];
     for (const id of ids) {
       const record = await this.get(id);
       if (record) found.push(record);
-      else await this.store.removeMember(this.index, id);
+      else await this.store.removeMember(this.layout.index, id);
     }
     return found;
   }
 
   async put(record: T, ttlMs: number): Promise<void> {
-    await this.store.set(`${this.prefix}${record.id}`, record as unknown as Json, ttlMs);
-    await this.store.addMember(this.index, record.id, ttlMs);
+    await this.store.set(`${this.layout.prefix}${record.id}`, record as unknown as Json, ttlMs);
+    await this.store.addMember(this.layout.index, record.id, ttlMs);
   }
 
   /**
@@ -104,7 +108,7 @@ export class Records<T extends { id: string }> {
    * whether it has not yet, and only the holder's own lock is released.
    */
   async exclusive<R>(name: string, work: (stillHeld: () => boolean) => Promise<R>): Promise<R> {
-    const lock = `${this.prefix.replace(/:$/, '-lock:')}${name}`;
+    const lock = `${this.layout.prefix.replace(/:$/, '-lock:')}${name}`;
     const token = randomBytes(12).toString('base64url');
     const deadline = Date.now() + LOCK_WAIT_MS;
     while (!(await this.store.add(lock, token, LOCK_TTL_MS))) {
@@ -121,7 +125,7 @@ export class Records<T extends { id: string }> {
 
   /** Tells every process sharing the store; resolves once they all have the news. */
   publish(record: T, event: ChangeEvent, at: number, by: string | undefined): Promise<void> {
-    const message: ChangeMessage = { kind: this.kind, id: record.id, event, at, by, record: record as unknown as Json };
+    const message: ChangeMessage = { kind: this.layout.kind, id: record.id, event, at, by, record: record as unknown as Json };
     return this.store.publish(GRANTS_CHANNEL, message as unknown as Json);
   }
 }

@@ -4,7 +4,7 @@ import { isKnownSubject } from '../identity/directory.js';
 import { GrantError } from './errors.js';
 import { grantState, isOver, subjectKey, type Grant, type GrantState, type GrantSubject, type Principal } from './grant.js';
 import type { GrantRequestInput } from './input.js';
-import { newId, Records, type ChangeEvent } from './records.js';
+import { GRANT_RECORDS, newId, Records, type ChangeEvent } from './records.js';
 
 /*
  * What can be done to grants, by whom, and when; every rule of the issue is judged here,
@@ -39,7 +39,7 @@ export class GrantService {
   private readonly now: () => number;
 
   constructor(private readonly options: GrantServiceOptions) {
-    this.records = new Records<Grant>(options.store, 'grant:', 'grants:all', 'grant');
+    this.records = new Records<Grant>(options.store, GRANT_RECORDS);
     this.now = options.now ?? Date.now;
   }
 
